@@ -1,0 +1,445 @@
+//! Where each workload kind keeps its pod spec, and every container in it.
+//!
+//! An admitted object arrives as JSON that can be megabytes long (`managedFields`, annotations,
+//! status). [`Workload`] keeps it as raw JSON and reads, on first use, only the object's name and
+//! the three container lists of the pod spec the policy inspects; everything else is skipped
+//! without being turned into values. `oldObject` is never read at all.
+
+use std::{borrow::Cow, fmt, sync::OnceLock};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::{ApiResource, DynamicResourceScope, GroupVersionKind, Resource};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+/// The kinds the policy knows, by where their pod spec lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodSpecAt {
+    /// Pod: `spec`.
+    Spec,
+    /// Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, ReplicationController:
+    /// `spec.template.spec`.
+    Template,
+    /// CronJob: `spec.jobTemplate.spec.template.spec`.
+    JobTemplate,
+}
+
+impl PodSpecAt {
+    /// Where `kind` keeps its pod spec, or `None` for a kind the policy does not inspect.
+    pub fn of(kind: &GroupVersionKind) -> Option<Self> {
+        match (kind.group.as_str(), kind.kind.as_str()) {
+            ("", "Pod") => Some(Self::Spec),
+            ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+            | ("batch", "Job")
+            | ("", "ReplicationController") => Some(Self::Template),
+            ("batch", "CronJob") => Some(Self::JobTemplate),
+            _ => None,
+        }
+    }
+
+    /// The field path of the pod spec, as users write it.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Spec => "spec",
+            Self::Template => "spec.template.spec",
+            Self::JobTemplate => "spec.jobTemplate.spec.template.spec",
+        }
+    }
+}
+
+/// The container lists of a pod spec, in the order the kubelet starts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerList {
+    Init,
+    Regular,
+    Ephemeral,
+}
+
+impl ContainerList {
+    pub const ALL: [Self; 3] = [Self::Init, Self::Regular, Self::Ephemeral];
+
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Init => "initContainers",
+            Self::Regular => "containers",
+            Self::Ephemeral => "ephemeralContainers",
+        }
+    }
+}
+
+/// One container of a pod spec, with where it sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Container<'a> {
+    pub at: PodSpecAt,
+    pub list: ContainerList,
+    pub index: usize,
+    pub name: &'a str,
+    /// `None` when the container has no `image` field at all.
+    pub image: Option<&'a str>,
+}
+
+impl Container<'_> {
+    /// The container's field path, e.g. `spec.template.spec.initContainers[0]`.
+    pub fn path(&self) -> ContainerPath<'_> {
+        ContainerPath(*self)
+    }
+}
+
+/// Displays a container's field path without allocating until it is written.
+pub struct ContainerPath<'a>(Container<'a>);
+
+impl fmt::Display for ContainerPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.0;
+        write!(f, "{}.{}[{}]", c.at.path(), c.list.field(), c.index)
+    }
+}
+
+/// Why an object cannot be read as the kind it claims to be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("the object has no pod spec at {0}")]
+    NoPodSpec(&'static str),
+}
+
+/// An admitted object, read lazily and only as far as the policy needs.
+pub struct Workload {
+    raw: Box<RawValue>,
+    parsed: OnceLock<Parsed>,
+}
+
+impl Workload {
+    /// Every container of the pod spec at `at`, init containers first.
+    pub fn containers(&self, at: PodSpecAt) -> Result<Vec<Container<'_>>, ShapeError> {
+        let spec = self.parsed().pod_spec(at)?;
+        let containers = ContainerList::ALL
+            .into_iter()
+            .flat_map(|list| {
+                spec.list(list)
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, c)| Container {
+                        at,
+                        list,
+                        index,
+                        name: &c.name,
+                        image: c.image.as_deref(),
+                    })
+            })
+            .collect();
+        Ok(containers)
+    }
+
+    /// The object as it was received.
+    pub fn raw(&self) -> &RawValue {
+        &self.raw
+    }
+
+    fn parsed(&self) -> &Parsed {
+        self.parsed
+            .get_or_init(|| Parsed::from_json(self.raw.get()))
+    }
+}
+
+impl fmt::Debug for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workload")
+            .field("bytes", &self.raw.get().len())
+            .finish()
+    }
+}
+
+impl Clone for Workload {
+    fn clone(&self) -> Self {
+        Self::from(self.raw.clone())
+    }
+}
+
+impl From<Box<RawValue>> for Workload {
+    fn from(raw: Box<RawValue>) -> Self {
+        Self {
+            raw,
+            parsed: OnceLock::new(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Workload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl Serialize for Workload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(serializer)
+    }
+}
+
+/// A workload is a dynamic resource: its kind comes from the request, not from the Rust type.
+impl Resource for Workload {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        Cow::Borrowed(&dt.kind)
+    }
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        Cow::Borrowed(&dt.group)
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        Cow::Borrowed(&dt.version)
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        Cow::Borrowed(&dt.api_version)
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        Cow::Borrowed(&dt.plural)
+    }
+
+    /// Name, generated name and namespace; the rest of the metadata is never read.
+    fn meta(&self) -> &ObjectMeta {
+        &self.parsed().metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        if self.parsed.get().is_none() {
+            self.parsed = OnceLock::from(Parsed::from_json(self.raw.get()));
+        }
+        &mut self
+            .parsed
+            .get_mut()
+            .expect("parsed was set just above")
+            .metadata
+    }
+}
+
+/// What the policy reads of an object: its name, and its spec if the spec has the shape of one.
+#[derive(Debug)]
+struct Parsed {
+    metadata: ObjectMeta,
+    spec: Result<Option<Spec>, ShapeError>,
+}
+
+/// The few fields of an object the policy reads. Unknown fields are skipped by serde.
+#[derive(Deserialize)]
+struct Fields {
+    #[serde(default, deserialize_with = "lean_metadata")]
+    metadata: ObjectMeta,
+    spec: Option<Spec>,
+}
+
+impl Parsed {
+    fn from_json(json: &str) -> Self {
+        match serde_json::from_str::<Fields>(json) {
+            Ok(fields) => Self {
+                metadata: fields.metadata,
+                spec: Ok(fields.spec),
+            },
+            Err(_) => {
+                // Only on failure: parse again, tracking the path, to say where the shape is wrong.
+                let de = &mut serde_json::Deserializer::from_str(json);
+                let why = match serde_path_to_error::deserialize::<_, Fields>(de) {
+                    Err(error) => describe(&error),
+                    Ok(_) => "the object could not be read".to_owned(),
+                };
+                Self {
+                    metadata: ObjectMeta::default(),
+                    spec: Err(ShapeError::Malformed(why)),
+                }
+            }
+        }
+    }
+
+    fn pod_spec(&self, at: PodSpecAt) -> Result<&Spec, ShapeError> {
+        let spec = self.spec.as_ref().map_err(Clone::clone)?;
+        let found = spec.as_ref().and_then(|spec| match at {
+            PodSpecAt::Spec => Some(spec),
+            PodSpecAt::Template => spec.template.as_ref()?.spec.as_deref(),
+            PodSpecAt::JobTemplate => {
+                let job = spec.job_template.as_ref()?.spec.as_deref()?;
+                job.template.as_ref()?.spec.as_deref()
+            }
+        });
+        found.ok_or(ShapeError::NoPodSpec(at.path()))
+    }
+}
+
+fn describe(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let inner = error.inner();
+    // serde_json appends "at line L column C", which means nothing to someone holding YAML.
+    let text = inner.to_string();
+    let text = text.split(" at line ").next().unwrap_or(&text);
+    match error.path().to_string().as_str() {
+        "." | "" => text.to_owned(),
+        path => format!("{path}: {text}"),
+    }
+}
+
+/// The one spec shape that covers every known kind: a pod spec holds containers, a workload
+/// spec holds a pod `template`, and a CronJob spec holds a `jobTemplate` whose spec holds a
+/// `template`. Field names never collide across these, so one recursive type reads them all.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Spec {
+    #[serde(default)]
+    containers: Vec<ContainerFields>,
+    #[serde(default)]
+    init_containers: Vec<ContainerFields>,
+    #[serde(default)]
+    ephemeral_containers: Vec<ContainerFields>,
+    template: Option<Template>,
+    job_template: Option<Template>,
+}
+
+impl Spec {
+    fn list(&self, list: ContainerList) -> &[ContainerFields] {
+        match list {
+            ContainerList::Init => &self.init_containers,
+            ContainerList::Regular => &self.containers,
+            ContainerList::Ephemeral => &self.ephemeral_containers,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Template {
+    spec: Option<Box<Spec>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ContainerFields {
+    #[serde(default)]
+    name: String,
+    image: Option<String>,
+}
+
+fn lean_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Lean {
+        name: Option<String>,
+        generate_name: Option<String>,
+        namespace: Option<String>,
+    }
+    let lean = Lean::deserialize(deserializer)?;
+    Ok(ObjectMeta {
+        name: lean.name,
+        generate_name: lean.generate_name,
+        namespace: lean.namespace,
+        ..ObjectMeta::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(json: &str) -> Workload {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn kind(group: &str, kind: &str) -> GroupVersionKind {
+        GroupVersionKind::gvk(group, "v1", kind)
+    }
+
+    #[test]
+    fn knows_where_each_kind_keeps_its_pod_spec() {
+        let table = [
+            (kind("", "Pod"), Some("spec")),
+            (kind("apps", "Deployment"), Some("spec.template.spec")),
+            (kind("apps", "ReplicaSet"), Some("spec.template.spec")),
+            (kind("apps", "StatefulSet"), Some("spec.template.spec")),
+            (kind("apps", "DaemonSet"), Some("spec.template.spec")),
+            (kind("batch", "Job"), Some("spec.template.spec")),
+            (
+                kind("", "ReplicationController"),
+                Some("spec.template.spec"),
+            ),
+            (
+                kind("batch", "CronJob"),
+                Some("spec.jobTemplate.spec.template.spec"),
+            ),
+            (kind("", "ConfigMap"), None),
+            (kind("example.com", "Deployment"), None),
+        ];
+        for (gvk, path) in table {
+            assert_eq!(PodSpecAt::of(&gvk).map(PodSpecAt::path), path, "{gvk:?}");
+        }
+    }
+
+    #[test]
+    fn lists_init_then_regular_then_ephemeral_containers() {
+        let pod = workload(
+            r#"{"spec":{"containers":[{"name":"a","image":"x"}],
+                "ephemeralContainers":[{"name":"debug","image":"busybox"}],
+                "initContainers":[{"name":"i0"},{"name":"i1","image":"y"}]}}"#,
+        );
+        let listed: Vec<_> = pod
+            .containers(PodSpecAt::Spec)
+            .unwrap()
+            .iter()
+            .map(|c| (c.path().to_string(), c.name, c.image))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("spec.initContainers[0]".to_owned(), "i0", None),
+                ("spec.initContainers[1]".to_owned(), "i1", Some("y")),
+                ("spec.containers[0]".to_owned(), "a", Some("x")),
+                (
+                    "spec.ephemeralContainers[0]".to_owned(),
+                    "debug",
+                    Some("busybox")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn follows_a_cron_job_down_to_its_pod_spec() {
+        let cron = workload(
+            r#"{"spec":{"schedule":"* * * * *","jobTemplate":{"spec":{"template":{"spec":
+                {"containers":[{"name":"c","image":"msalinasc_x"}]}}}}}}"#,
+        );
+        let containers = cron.containers(PodSpecAt::JobTemplate).unwrap();
+        assert_eq!(
+            containers[0].path().to_string(),
+            "spec.jobTemplate.spec.template.spec.containers[0]"
+        );
+    }
+
+    #[test]
+    fn reports_a_missing_pod_spec() {
+        let deployment = workload(r#"{"spec":{"replicas":1}}"#);
+        assert_eq!(
+            deployment.containers(PodSpecAt::Template).unwrap_err(),
+            ShapeError::NoPodSpec("spec.template.spec")
+        );
+    }
+
+    #[test]
+    fn reports_where_the_shape_is_wrong() {
+        let pod = workload(r#"{"spec":{"containers":[{"name":"a","image":7}]}}"#);
+        assert_eq!(
+            pod.containers(PodSpecAt::Spec).unwrap_err().to_string(),
+            "spec.containers[0].image: invalid type: integer `7`, expected a string"
+        );
+    }
+
+    #[test]
+    fn reads_only_name_and_namespace_of_the_metadata() {
+        let pod = workload(
+            r#"{"metadata":{"name":"web","namespace":"shop","managedFields":[{"manager":"kubectl"}]}}"#,
+        );
+        assert_eq!(pod.meta().name.as_deref(), Some("web"));
+        assert_eq!(pod.meta().namespace.as_deref(), Some("shop"));
+        assert_eq!(pod.meta().managed_fields, None);
+    }
+}
