@@ -1,0 +1,243 @@
+//! Every HTTP request the webhook answers, and the one table of how bad input is answered.
+//!
+//! | request                                   | answer                         |
+//! |-------------------------------------------|--------------------------------|
+//! | `POST /validate` with an AdmissionReview  | 200, the AdmissionReview reply |
+//! | `GET /healthz`                            | 200 while the process runs     |
+//! | `GET /readyz`                             | 200, or 503 once draining      |
+//! | any other path                            | 404                            |
+//! | another method on a known path            | 405 with `Allow`               |
+//! | `Content-Type` other than JSON            | 415                            |
+//! | body over [`MAX_BODY_BYTES`]              | 413, without reading it all    |
+//! | body not complete within the body timeout | 408                            |
+//! | empty, not JSON, not an AdmissionReview   | 400                            |
+//!
+//! Every error answer is a JSON `Status` saying why, as the API server writes its own.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
+
+use crate::{
+    metrics::{Metrics, ReviewLabels},
+    policy::Policy,
+    review::{self, ReviewError},
+};
+
+/// An AdmissionReview carries the object and, on UPDATE, the old object: both can be near the
+/// API server's 3 MiB object limit, so allow a little over twice that.
+pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
+
+/// How long a client may take to send a request body once its headers are in.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const VALIDATE_PATH: &str = "/validate";
+
+/// The webhook's request handler: the policy, its metrics and whether it takes reviews.
+pub struct App {
+    policy: Policy,
+    metrics: Arc<Metrics>,
+    ready: AtomicBool,
+    max_body_bytes: usize,
+    body_timeout: Duration,
+}
+
+impl App {
+    pub fn new(policy: Policy, metrics: Arc<Metrics>) -> Self {
+        Self {
+            policy,
+            metrics,
+            ready: AtomicBool::new(true),
+            max_body_bytes: MAX_BODY_BYTES,
+            body_timeout: BODY_TIMEOUT,
+        }
+    }
+
+    /// Shortens the body limits, so tests can reach them quickly.
+    pub fn with_body_limits(mut self, max_bytes: usize, timeout: Duration) -> Self {
+        self.max_body_bytes = max_bytes;
+        self.body_timeout = timeout;
+        self
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Readiness turns off when the server starts draining, so the Service stops sending reviews.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let answer = match (request.method(), request.uri().path()) {
+            (&Method::POST, VALIDATE_PATH) => self.validate(request).await,
+            (&Method::GET | &Method::HEAD, "/healthz") => Ok(text(StatusCode::OK, "ok")),
+            (&Method::GET | &Method::HEAD, "/readyz") => {
+                Ok(if self.ready.load(Ordering::Relaxed) {
+                    text(StatusCode::OK, "ok")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                })
+            }
+            (_, VALIDATE_PATH) => Err(Rejection::MethodNotAllowed("POST")),
+            (_, "/healthz" | "/readyz") => Err(Rejection::MethodNotAllowed("GET, HEAD")),
+            (_, path) => Err(Rejection::NotFound(path.to_owned())),
+        };
+        answer.unwrap_or_else(|rejection| {
+            let response = rejection.response();
+            self.metrics.observe_rejection(response.status().as_u16());
+            if response.status().is_server_error() {
+                tracing::error!(%rejection, "review failed");
+            } else {
+                tracing::debug!(%rejection, "request rejected");
+            }
+            response
+        })
+    }
+
+    async fn validate<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, Rejection>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let _in_flight = self.metrics.in_flight();
+        check_content_type(request.headers().get(header::CONTENT_TYPE))?;
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.max_body_bytes as u64) {
+            return Err(Rejection::TooLarge(self.max_body_bytes));
+        }
+        let limited = Limited::new(request.into_body(), self.max_body_bytes);
+        let body = match tokio::time::timeout(self.body_timeout, limited.collect()).await {
+            Err(_) => return Err(Rejection::Timeout(self.body_timeout)),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => {
+                return Err(Rejection::TooLarge(self.max_body_bytes));
+            }
+            Ok(Err(error)) => return Err(Rejection::Unreadable(error.to_string())),
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        let reviewed = review::review(&self.policy, &body)?;
+        let labels = ReviewLabels {
+            kind: reviewed.kind,
+            operation: reviewed.operation,
+            verdict: reviewed.verdict,
+        };
+        self.metrics.observe_review(labels, started.elapsed());
+        Ok(json(StatusCode::OK, reviewed.body))
+    }
+}
+
+fn check_content_type(value: Option<&HeaderValue>) -> Result<(), Rejection> {
+    let Some(value) = value else { return Ok(()) };
+    let media_type = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default();
+    if media_type.trim().eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Rejection::MediaType(
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        ))
+    }
+}
+
+/// Every way a request is refused before or instead of a review.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("no such path {0:?}; reviews are posted to {VALIDATE_PATH}")]
+    NotFound(String),
+    #[error("method not allowed; this path takes {0}")]
+    MethodNotAllowed(&'static str),
+    #[error("content type {0:?} is not supported; send application/json")]
+    MediaType(String),
+    #[error("the request body is larger than the {0} byte limit")]
+    TooLarge(usize),
+    #[error("the request body did not arrive within {0:?}")]
+    Timeout(Duration),
+    #[error("the request body could not be read: {0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+}
+
+impl Rejection {
+    /// The status and `Status.reason` each rejection gets: the table in the module docs.
+    fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+            Self::MediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+            Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "Timeout"),
+            Self::Review(ReviewError::Encode(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+            }
+            Self::Unreadable(_) | Self::Review(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+        }
+    }
+
+    fn response(&self) -> Response<Full<Bytes>> {
+        let (status, reason) = self.status();
+        let body = serde_json::json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": reason,
+            "code": status.as_u16(),
+        });
+        let mut response = json(status, body.to_string().into_bytes());
+        if let Self::MethodNotAllowed(allow) = self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Self::TooLarge(_) | Self::Timeout(_) = self {
+            // The rest of the body may still be on its way: don't read it, end the connection.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
