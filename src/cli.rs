@@ -1,0 +1,267 @@
+//! The command line. Every flag can also be set by an environment variable
+//! `VALIDATOR_WEBHOOK_<FLAG>`, which is how the Deployment configures it.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::policy::{DEFAULT_PREFIX, Policy};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "validator-webhook",
+    version,
+    about = "Admits only workloads whose container image names start with an allowed prefix.",
+    long_about = "Admits only workloads whose container image names start with an allowed prefix.\n\n\
+        Without a subcommand it serves reviews, as `serve` does.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+impl Cli {
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve AdmissionReviews over HTTPS (the default).
+    Serve(ServeArgs),
+    /// Evaluate manifests or AdmissionReview files offline, with the same policy and messages.
+    ///
+    /// Reads YAML (several documents per file) or JSON: Kubernetes objects, `List`s of them, or
+    /// AdmissionReviews. Exits 0 when everything is allowed, 1 when anything is denied, and 2
+    /// when some input cannot be read.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// An image name prefix to allow; repeat the flag (or separate with commas) to allow several.
+    #[arg(
+        long = "allowed-prefix",
+        value_name = "PREFIX",
+        env = "VALIDATOR_WEBHOOK_ALLOWED_PREFIX",
+        value_delimiter = ',',
+        default_value = DEFAULT_PREFIX
+    )]
+    pub allowed_prefixes: Vec<String>,
+}
+
+impl PolicyArgs {
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        Policy::new(self.allowed_prefixes.iter().cloned()).map_err(ConfigError::Prefix)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS listener for reviews and health checks.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "VALIDATOR_WEBHOOK_LISTEN",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub listen: SocketAddr,
+
+    /// Address of the plain-HTTP listener for Prometheus metrics.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "VALIDATOR_WEBHOOK_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_listen: SocketAddr,
+
+    /// PEM certificate chain to serve; reloaded when it changes. Without it, a self-signed
+    /// certificate for localhost is generated.
+    #[arg(long, value_name = "PATH", env = "VALIDATOR_WEBHOOK_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of the certificate; reloaded when it changes.
+    #[arg(long, value_name = "PATH", env = "VALIDATOR_WEBHOOK_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Seconds that reviews in flight get to finish after SIGTERM or SIGINT.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "VALIDATOR_WEBHOOK_SHUTDOWN_TIMEOUT",
+        default_value_t = 15
+    )]
+    pub shutdown_timeout: u64,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ServeArgs {
+    /// The certificate and key files, which come together or not at all.
+    pub fn tls_files(&self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError::HalfTls {
+                set: "--tls-cert-file",
+                missing: "--tls-key-file",
+            }),
+            (None, Some(_)) => Err(ConfigError::HalfTls {
+                set: "--tls-key-file",
+                missing: "--tls-cert-file",
+            }),
+        }
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format: `plain` for people, `json` for log pipelines.
+    #[arg(
+        long,
+        value_enum,
+        env = "VALIDATOR_WEBHOOK_LOG_FORMAT",
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log level or filter directives, e.g. `info` or `validator_webhook=debug`.
+    #[arg(
+        long,
+        value_name = "FILTER",
+        env = "VALIDATOR_WEBHOOK_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Files to check; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// A configuration that cannot start, in one sentence naming the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{set} is set but {missing} is not: give both TLS files or neither")]
+    HalfTls {
+        set: &'static str,
+        missing: &'static str,
+    },
+    #[error("invalid --allowed-prefix: {0}")]
+    Prefix(crate::policy::PrefixError),
+    #[error("invalid --log-level {0:?}: {1}")]
+    LogLevel(String, String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("validator-webhook").chain(args.iter().copied()))
+            .unwrap()
+            .into_command()
+    }
+
+    #[test]
+    fn serves_by_default_with_the_default_prefix() {
+        let Command::Serve(args) = parse(&[]) else {
+            panic!("not serve")
+        };
+        assert_eq!(args.listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(args.metrics_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(args.policy.allowed_prefixes, ["msalinasc_"]);
+        assert!(args.tls_files().unwrap().is_none());
+    }
+
+    #[test]
+    fn takes_several_prefixes_repeated_or_comma_separated() {
+        let Command::Serve(args) = parse(&[
+            "serve",
+            "--allowed-prefix",
+            "a_,b_",
+            "--allowed-prefix",
+            "c_",
+        ]) else {
+            panic!("not serve")
+        };
+        assert_eq!(args.policy.allowed_prefixes, ["a_", "b_", "c_"]);
+    }
+
+    #[test]
+    fn refuses_a_certificate_without_its_key_in_one_sentence() {
+        let Command::Serve(args) = parse(&["--tls-cert-file", "tls.crt"]) else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            args.tls_files().unwrap_err().to_string(),
+            "--tls-cert-file is set but --tls-key-file is not: give both TLS files or neither"
+        );
+    }
+
+    #[test]
+    fn check_needs_at_least_one_file() {
+        let parsed = Cli::try_parse_from(["validator-webhook", "check"]);
+        assert!(parsed.is_err());
+        let Command::Check(args) = parse(&["check", "-"]) else {
+            panic!("not check")
+        };
+        assert_eq!(args.files, [PathBuf::from("-")]);
+    }
+
+    #[test]
+    fn every_flag_has_an_environment_variable() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let mut missing = Vec::new();
+        for sub in std::iter::once(&command).chain(command.get_subcommands()) {
+            for arg in sub.get_arguments() {
+                let is_flag = arg.get_long().is_some()
+                    && !matches!(arg.get_id().as_str(), "help" | "version");
+                if is_flag && arg.get_env().is_none() {
+                    missing.push(format!(
+                        "{} --{}",
+                        sub.get_name(),
+                        arg.get_long().unwrap_or_default()
+                    ));
+                }
+                if let Some(env) = arg.get_env() {
+                    let expected = format!(
+                        "VALIDATOR_WEBHOOK_{}",
+                        arg.get_long()
+                            .unwrap_or_default()
+                            .to_uppercase()
+                            .replace('-', "_")
+                    );
+                    assert_eq!(env.to_str(), Some(expected.as_str()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags without env: {missing:?}");
+    }
+}

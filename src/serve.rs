@@ -1,0 +1,128 @@
+//! `validator-webhook serve`: from configuration to a running server, and back on a signal.
+
+use std::{io, net::SocketAddr, path::PathBuf, sync::Arc};
+
+use crate::{
+    cli::{ConfigError, ServeArgs},
+    http::App,
+    metrics::Metrics,
+    server::{ServeError, Server, Timeouts},
+    tls::{CertStore, SelfSigned, TlsError},
+};
+
+/// An AdmissionReview of a Deployment with an unapproved init container image, written next to
+/// the generated certificate so the printed `curl` line works as it is.
+const EXAMPLE_REVIEW: &str = include_str!("../examples/review-bad-deployment.json");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot configure TLS: {0}")]
+    TlsConfig(#[from] rustls::Error),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(io::Error),
+}
+
+pub fn serve(args: ServeArgs) -> Result<(), StartError> {
+    let policy = args.policy.policy()?;
+    let tls_files = args.tls_files()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    runtime.block_on(async move {
+        let metrics = Arc::new(Metrics::default());
+        let (certificates, try_it) = match tls_files {
+            Some((cert, key)) => (CertStore::from_files(cert, key, metrics.clone())?, None),
+            None => {
+                let (generated, try_it) = local_certificate(args.listen)?;
+                (
+                    CertStore::fixed(generated.load()?, metrics.clone()),
+                    Some(try_it),
+                )
+            }
+        };
+        let certificates = Arc::new(certificates);
+        let _watch = certificates.watch()?;
+        let prefixes = policy.prefixes().to_vec();
+        let app = Arc::new(App::new(policy, metrics));
+        let timeouts = Timeouts {
+            drain: args.shutdown_timeout(),
+            ..Timeouts::default()
+        };
+        let tls = crate::tls::server_config(certificates)?;
+        let server = Server::bind(args.listen, args.metrics_listen, tls, app, timeouts).await?;
+        tracing::info!(
+            listen = %server.local_addr(),
+            metrics = %server.metrics_addr(),
+            ?prefixes,
+            "serving reviews on /validate"
+        );
+        if let Some(try_it) = try_it {
+            println!("{try_it}");
+        }
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Generates a certificate for local use, writes it and an example review to the temporary
+/// directory, and returns it with a `curl` line that exercises the webhook.
+fn local_certificate(listen: SocketAddr) -> Result<(SelfSigned, String), TlsError> {
+    let ip = listen.ip();
+    let host = if ip.is_unspecified() || ip.is_loopback() {
+        "localhost".to_owned()
+    } else {
+        ip.to_string()
+    };
+    let mut names = vec!["localhost", "127.0.0.1", "::1"];
+    if host != "localhost" {
+        names.push(&host);
+    }
+    let generated = SelfSigned::generate(&names)?;
+    let dir = std::env::temp_dir().join("validator-webhook");
+    let cert: PathBuf = dir.join("localhost.crt");
+    generated.write_cert(&cert)?;
+    let example = dir.join("review-bad-deployment.json");
+    std::fs::write(&example, EXAMPLE_REVIEW).map_err(|source| TlsError::Write {
+        path: example.clone(),
+        source,
+    })?;
+    let authority = match listen.ip() {
+        std::net::IpAddr::V6(_) if host != "localhost" => format!("[{host}]:{}", listen.port()),
+        _ => format!("{host}:{}", listen.port()),
+    };
+    tracing::info!(certificate = %cert.display(), "no --tls-cert-file given: serving a self-signed certificate");
+    let try_it = format!(
+        "Try it:\n  curl --cacert {} -H 'Content-Type: application/json' --data-binary @{} https://{authority}/validate\n",
+        cert.display(),
+        example.display(),
+    );
+    Ok((generated, try_it))
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => tracing::info!("received SIGTERM"),
+        result = tokio::signal::ctrl_c() => match result {
+            Ok(()) => tracing::info!("received SIGINT"),
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGINT"),
+        },
+    }
+}

@@ -1,0 +1,412 @@
+//! The serving certificate: loaded from PEM files and reloaded when they change on disk (as
+//! cert-manager and the kubelet rotate a mounted Secret), or generated for local use.
+
+use std::{
+    fmt,
+    hash::{DefaultHasher, Hash, Hasher},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
+use rustls::{
+    ServerConfig,
+    crypto::{CryptoProvider, ring},
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
+
+use crate::metrics::{Metrics, ReloadLabels};
+
+/// How often the files are re-read even when no change was reported, in case the file system
+/// does not report changes (some network and overlay file systems don't).
+const POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Lets a writer finish both files before they are read.
+const SETTLE_DELAY: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path} holds no PEM private key")]
+    NoKey { path: PathBuf },
+    #[error("{path} is not a usable certificate: {reason}")]
+    BadCertificate { path: PathBuf, reason: String },
+    #[error("the private key in {key} cannot be used with the certificate in {cert}: {reason}")]
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot generate a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot watch {path} for changes: {source}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+}
+
+/// A certificate chain with its key, and when the leaf expires.
+pub struct Loaded {
+    pub key: Arc<CertifiedKey>,
+    /// Seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+impl Loaded {
+    /// Reads a PEM certificate chain and private key, checking that they belong together.
+    pub fn from_pem(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        cert: &Path,
+        key: &Path,
+    ) -> Result<Self, TlsError> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::BadCertificate {
+                path: cert.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let Some(leaf) = chain.first() else {
+            return Err(TlsError::NoCertificate {
+                path: cert.to_owned(),
+            });
+        };
+        let not_after = not_after(leaf).map_err(|reason| TlsError::BadCertificate {
+            path: cert.to_owned(),
+            reason,
+        })?;
+        let private_key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsError::NoKey {
+            path: key.to_owned(),
+        })?;
+        let certified = CertifiedKey::from_der(chain, private_key, &provider()).map_err(|e| {
+            TlsError::Mismatch {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            key: Arc::new(certified),
+            not_after,
+        })
+    }
+
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        Self::from_pem(&cert_pem, &key_pem, cert, key)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn not_after(leaf: &CertificateDer<'_>) -> Result<i64, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|e| e.to_string())?;
+    Ok(parsed.validity().not_after.timestamp())
+}
+
+pub fn provider() -> CryptoProvider {
+    ring::default_provider()
+}
+
+/// TLS settings for the webhook listener: TLS 1.2 and 1.3, HTTP/2 preferred over HTTP/1.1.
+pub fn server_config(
+    certificates: Arc<dyn ResolvesServerCert>,
+) -> Result<ServerConfig, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(certificates);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The certificate handed to each new TLS connection. Swapping it never disturbs connections
+/// that are already established.
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+    files: Option<Files>,
+    metrics: Arc<Metrics>,
+}
+
+struct Files {
+    cert: PathBuf,
+    key: PathBuf,
+    fingerprint: Mutex<u64>,
+}
+
+impl CertStore {
+    /// Serves the certificate in `cert` and `key`, and can reload it from there.
+    pub fn from_files(
+        cert: PathBuf,
+        key: PathBuf,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, TlsError> {
+        let (cert_pem, key_pem) = (read(&cert)?, read(&key)?);
+        let loaded = Loaded::from_pem(&cert_pem, &key_pem, &cert, &key)?;
+        let files = Files {
+            cert,
+            key,
+            fingerprint: Mutex::new(fingerprint(&cert_pem, &key_pem)),
+        };
+        Ok(Self::new(loaded, Some(files), metrics))
+    }
+
+    /// Serves a fixed certificate.
+    pub fn fixed(loaded: Loaded, metrics: Arc<Metrics>) -> Self {
+        Self::new(loaded, None, metrics)
+    }
+
+    fn new(loaded: Loaded, files: Option<Files>, metrics: Arc<Metrics>) -> Self {
+        metrics.certificate_expiry.set(loaded.not_after);
+        Self {
+            current: ArcSwap::new(loaded.key),
+            files,
+            metrics,
+        }
+    }
+
+    /// Re-reads the files; returns whether the served certificate changed. On error the
+    /// current certificate stays.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let Some(files) = &self.files else {
+            return Ok(false);
+        };
+        let result = (|| {
+            let (cert_pem, key_pem) = (read(&files.cert)?, read(&files.key)?);
+            let new = fingerprint(&cert_pem, &key_pem);
+            let mut seen = files
+                .fingerprint
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if *seen == new {
+                return Ok(false);
+            }
+            let loaded = Loaded::from_pem(&cert_pem, &key_pem, &files.cert, &files.key)?;
+            self.current.store(loaded.key);
+            self.metrics.certificate_expiry.set(loaded.not_after);
+            *seen = new;
+            Ok(true)
+        })();
+        let label = match &result {
+            Ok(false) => return result,
+            Ok(true) => "success",
+            Err(_) => "failure",
+        };
+        self.metrics
+            .certificate_reloads
+            .get_or_create(&ReloadLabels { result: label })
+            .inc();
+        result
+    }
+
+    /// Reloads whenever the certificate files change, until the returned guard is dropped.
+    pub fn watch(self: &Arc<Self>) -> Result<Option<WatchGuard>, TlsError> {
+        use notify::Watcher as _;
+        let Some(files) = &self.files else {
+            return Ok(None);
+        };
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let signal = changed.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |_event| signal.notify_one()).map_err(|source| {
+                TlsError::Watch {
+                    path: files.cert.clone(),
+                    source,
+                }
+            })?;
+        // Watch the directories, not the files: a mounted Secret is updated by swapping a
+        // symlink next to the files, which a watch on the old file would never see.
+        let mut dirs: Vec<&Path> = [&files.cert, &files.key]
+            .iter()
+            .map(|path| {
+                path.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+            })
+            .collect();
+        dirs.dedup();
+        for dir in dirs {
+            watcher
+                .watch(dir, notify::RecursiveMode::NonRecursive)
+                .map_err(|source| TlsError::Watch {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+        }
+        let store = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            let mut poll = tokio::time::interval(POLL_INTERVAL);
+            poll.tick().await;
+            loop {
+                tokio::select! {
+                    () = changed.notified() => tokio::time::sleep(SETTLE_DELAY).await,
+                    _ = poll.tick() => {}
+                }
+                let Some(store) = store.upgrade() else { break };
+                match store.reload() {
+                    Ok(true) => tracing::info!("reloaded the serving certificate"),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, "kept the current certificate"),
+                }
+            }
+        });
+        Ok(Some(WatchGuard {
+            _watcher: Box::new(watcher),
+            task,
+        }))
+    }
+}
+
+fn fingerprint(cert_pem: &[u8], key_pem: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (cert_pem, key_pem).hash(&mut hasher);
+    hasher.finish()
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let files = self.files.as_ref().map(|files| (&files.cert, &files.key));
+        f.debug_struct("CertStore")
+            .field("files", &files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// Keeps the certificate watch running.
+pub struct WatchGuard {
+    _watcher: Box<dyn notify::Watcher + Send>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A self-signed certificate for local use, as PEM.
+pub struct SelfSigned {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl SelfSigned {
+    /// A certificate valid for `names` (DNS names or IP addresses).
+    pub fn generate(names: &[&str]) -> Result<Self, TlsError> {
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let generated = rcgen::generate_simple_self_signed(names)?;
+        Ok(Self {
+            cert_pem: generated.cert.pem(),
+            key_pem: generated.signing_key.serialize_pem(),
+        })
+    }
+
+    pub fn load(&self) -> Result<Loaded, TlsError> {
+        let unnamed = Path::new("generated certificate");
+        Loaded::from_pem(
+            self.cert_pem.as_bytes(),
+            self.key_pem.as_bytes(),
+            unnamed,
+            unnamed,
+        )
+    }
+
+    /// Writes the certificate (not the key) where clients can trust it.
+    pub fn write_cert(&self, path: &Path) -> Result<(), TlsError> {
+        let write = || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(path, &self.cert_pem)
+        };
+        write().map_err(|source| TlsError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path, generated: &SelfSigned) -> (PathBuf, PathBuf) {
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert, &generated.cert_pem).unwrap();
+        std::fs::write(&key, &generated.key_pem).unwrap();
+        (cert, key)
+    }
+
+    #[test]
+    fn refuses_a_key_that_belongs_to_another_certificate() {
+        let (one, two) = (
+            SelfSigned::generate(&["a"]).unwrap(),
+            SelfSigned::generate(&["b"]).unwrap(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, &one.cert_pem).unwrap();
+        std::fs::write(&key, &two.key_pem).unwrap();
+        let error = Loaded::from_files(&cert, &key).err().unwrap();
+        assert!(matches!(error, TlsError::Mismatch { .. }), "{error}");
+    }
+
+    #[test]
+    fn names_the_file_that_holds_no_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("tls.crt");
+        std::fs::write(&cert, "not pem").unwrap();
+        let error = Loaded::from_files(&cert, &cert).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!("{} holds no PEM certificate", cert.display())
+        );
+    }
+
+    #[test]
+    fn reload_swaps_only_when_the_files_change_and_keeps_the_old_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_pair(dir.path(), &SelfSigned::generate(&["first"]).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let store = CertStore::from_files(cert.clone(), key.clone(), metrics).unwrap();
+        let before = store.current.load_full();
+
+        assert!(!store.reload().unwrap(), "nothing changed");
+        std::fs::write(&key, "garbage").unwrap();
+        assert!(store.reload().is_err());
+        assert!(
+            Arc::ptr_eq(&before, &store.current.load_full()),
+            "kept the old certificate"
+        );
+
+        write_pair(dir.path(), &SelfSigned::generate(&["second"]).unwrap());
+        assert!(store.reload().unwrap());
+        assert_ne!(before.cert, store.current.load_full().cert);
+    }
+}
