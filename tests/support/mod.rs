@@ -1,0 +1,180 @@
+//! A webhook server on a loopback port, and TLS clients that speak to it.
+
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
+use tokio_rustls::{TlsConnector, client::TlsStream};
+use validator_webhook::{
+    http::App,
+    metrics::Metrics,
+    policy::Policy,
+    server::{Server, Timeouts},
+    tls::{CertStore, SelfSigned},
+};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub app: Arc<App>,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Serves `certificates` with the default policy on free loopback ports.
+    pub async fn start(certificates: Arc<CertStore>, timeouts: Timeouts) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let app = Arc::new(App::new(Policy::default(), metrics));
+        Self::start_app(certificates, timeouts, app).await
+    }
+
+    pub async fn start_app(
+        certificates: Arc<CertStore>,
+        timeouts: Timeouts,
+        app: Arc<App>,
+    ) -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let tls = validator_webhook::tls::server_config(certificates).unwrap();
+        let server = Server::bind(loopback, loopback, tls, app.clone(), timeouts)
+            .await
+            .unwrap();
+        let (addr, metrics_addr) = (server.local_addr(), server.metrics_addr());
+        let (shutdown, signal) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = signal.await;
+        }));
+        Self {
+            addr,
+            metrics_addr,
+            app,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    /// Starts the shutdown; `task` finishes once it has drained.
+    pub fn shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+pub fn quick_timeouts() -> Timeouts {
+    Timeouts {
+        handshake: Duration::from_millis(300),
+        header_read: Duration::from_millis(300),
+        drain: Duration::from_secs(5),
+    }
+}
+
+pub fn localhost_certificate() -> SelfSigned {
+    SelfSigned::generate(&["localhost", "127.0.0.1"]).unwrap()
+}
+
+pub fn fixed_store(certificate: &SelfSigned) -> Arc<CertStore> {
+    Arc::new(CertStore::fixed(
+        certificate.load().unwrap(),
+        Arc::new(Metrics::default()),
+    ))
+}
+
+/// A TLS client that trusts only `ca_pem` and offers `alpn`.
+fn connector(ca_pem: &str, alpn: &[u8]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
+/// Opens a TLS connection to the server as `localhost`.
+pub async fn connect_tls(addr: SocketAddr, ca_pem: &str, alpn: &[u8]) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    connector(ca_pem, alpn).connect(name, tcp).await.unwrap()
+}
+
+/// Whether a TLS handshake trusting only `ca_pem` succeeds.
+pub async fn handshake_succeeds(addr: SocketAddr, ca_pem: String) -> bool {
+    let Ok(tcp) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let name = ServerName::try_from("localhost").unwrap();
+    connector(&ca_pem, b"h2").connect(name, tcp).await.is_ok()
+}
+
+/// One request over HTTP/1.1 or HTTP/2, whichever ALPN chose.
+pub struct Client {
+    http1: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    http2: Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
+    pub protocol: Vec<u8>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, ca_pem: &str, alpn: &[u8]) -> Self {
+        let stream = connect_tls(addr, ca_pem, alpn).await;
+        let protocol = stream
+            .get_ref()
+            .1
+            .alpn_protocol()
+            .unwrap_or_default()
+            .to_vec();
+        let io = TokioIo::new(stream);
+        if protocol == b"h2" {
+            let (send, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            Self {
+                http1: None,
+                http2: Some(send),
+                protocol,
+            }
+        } else {
+            let (send, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(connection);
+            Self {
+                http1: Some(send),
+                http2: None,
+                protocol,
+            }
+        }
+    }
+
+    pub async fn send(&mut self, request: Request<Full<Bytes>>) -> hyper::Result<Response<Bytes>> {
+        let response = match (&mut self.http1, &mut self.http2) {
+            (Some(h1), _) => h1.send_request(request).await?,
+            (_, Some(h2)) => h2.send_request(request).await?,
+            _ => unreachable!(),
+        };
+        let (parts, body) = response.into_parts();
+        Ok(Response::from_parts(
+            parts,
+            body.collect().await?.to_bytes(),
+        ))
+    }
+}
+
+pub fn review_request(fixture: &str) -> Request<Full<Bytes>> {
+    let body = std::fs::read(format!("tests/fixtures/reviews/{fixture}.json")).unwrap();
+    Request::post("https://localhost/validate")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
