@@ -1,0 +1,218 @@
+//! The binary as users run it: `check` exit codes, startup mistakes in one sentence, the
+//! printed curl line working as pasted, and a clean exit on SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_validator-webhook");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env_clear().output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn check_passes_a_good_manifest() {
+    let output = run(&["check", "examples/deployment-good.yaml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "examples/deployment-good.yaml: Deployment web: allowed\n1 allowed, 0 denied\n"
+    );
+}
+
+#[test]
+fn check_denies_with_the_webhook_message() {
+    let output = run(&[
+        "check",
+        "examples/deployment-good.yaml",
+        "examples/deployment-bad.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains(
+        "examples/deployment-bad.yaml: Deployment web: denied: Invalid image name: spec.template.spec.initContainers[0] \"init\": \
+         image \"nginx:1.25\" has name \"nginx\", which does not start with \"msalinasc_\"\n"
+    ));
+}
+
+#[test]
+fn check_reads_admission_reviews_from_stdin() {
+    let mut child = Command::new(BIN)
+        .args(["check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let review = std::fs::read("examples/review-bad-deployment.json").unwrap();
+    child.stdin.take().unwrap().write_all(&review).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).starts_with("-: Deployment shop/web: denied: Invalid image name"));
+}
+
+#[test]
+fn check_says_which_input_it_cannot_read() {
+    let output = run(&["check", "no-such-file.yaml", "examples/deployment-bad.yaml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).starts_with("no-such-file.yaml: cannot read: "),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn check_takes_prefixes_from_the_environment() {
+    let output = Command::new(BIN)
+        .args(["check", "examples/deployment-bad.yaml"])
+        .env("VALIDATOR_WEBHOOK_ALLOWED_PREFIX", "msalinasc_,nginx")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+}
+
+#[test]
+fn a_certificate_without_its_key_is_refused_in_one_sentence() {
+    let output = run(&["serve", "--tls-cert-file", "tls.crt"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        "validator-webhook: --tls-cert-file is set but --tls-key-file is not: give both TLS files or neither\n"
+    );
+}
+
+#[test]
+fn a_prefix_that_cannot_match_is_refused_in_one_sentence() {
+    let output = run(&["--allowed-prefix", "Team_"]);
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    assert!(
+        error.starts_with(
+            "validator-webhook: invalid --allowed-prefix: allowed prefix \"Team_\" can never match"
+        ),
+        "{error}"
+    );
+    assert_eq!(error.lines().count(), 1);
+}
+
+#[test]
+fn an_unreadable_certificate_is_named() {
+    let output = run(&[
+        "--tls-cert-file",
+        "/nonexistent/tls.crt",
+        "--tls-key-file",
+        "/nonexistent/tls.key",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).starts_with("validator-webhook: cannot read /nonexistent/tls.crt: "),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// A running `validator-webhook serve`, stopped with SIGTERM when dropped.
+struct Served {
+    child: std::process::Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Served {
+    fn start(args: &[&str], tmp: &std::path::Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("TMPDIR", tmp)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Self { child, stdout }
+    }
+
+    fn line_containing(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut line = String::new();
+        while Instant::now() < deadline {
+            line.clear();
+            if self.stdout.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            if line.contains(needle) {
+                return line.trim().to_owned();
+            }
+        }
+        panic!("the server never printed {needle:?}");
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_printed_curl_line_gets_a_denial_and_sigterm_exits_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, metrics) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{port}");
+    let metrics = format!("127.0.0.1:{metrics}");
+    let mut served = Served::start(
+        &["--listen", &listen, "--metrics-listen", &metrics],
+        tmp.path(),
+    );
+    let curl = served.line_containing("curl ");
+    assert!(curl.starts_with("curl --cacert "), "{curl}");
+
+    let output = Command::new("sh")
+        .args(["-c", &format!("{curl} --silent --show-error")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "curl failed: {}", stderr(&output));
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(reply["kind"], "AdmissionReview");
+    assert_eq!(
+        reply["response"]["uid"],
+        "705ab4f5-6393-11e8-b7cc-42010a800002"
+    );
+    assert_eq!(reply["response"]["allowed"], false);
+    assert!(
+        reply["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid image name: ")
+    );
+
+    assert_eq!(served.terminate().code(), Some(0));
+}
