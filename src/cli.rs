@@ -39,6 +39,10 @@ pub enum Command {
     /// AdmissionReviews. Exits 0 when everything is allowed, 1 when anything is denied, and 2
     /// when some input cannot be read.
     Check(CheckArgs),
+    /// Write a CA, a serving certificate for the webhook's Service, the Secret holding them and
+    /// the patch that puts the CA into the ValidatingWebhookConfiguration: what a cluster
+    /// without cert-manager needs (`kubectl apply -k deploy/overlays/certs`).
+    Certs(CertsArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -162,6 +166,51 @@ pub struct CheckArgs {
     /// Files to check; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// The webhook's Service; the certificate is for `<service>.<namespace>.svc`.
+    #[arg(
+        long,
+        env = "VALIDATOR_WEBHOOK_SERVICE",
+        default_value = "validator-webhook-service"
+    )]
+    pub service: String,
+
+    /// The namespace of the Service and the Secret.
+    #[arg(
+        long,
+        env = "VALIDATOR_WEBHOOK_NAMESPACE",
+        default_value = "validator-webhook"
+    )]
+    pub namespace: String,
+
+    /// The Secret the Deployment mounts.
+    #[arg(
+        long,
+        env = "VALIDATOR_WEBHOOK_SECRET",
+        default_value = "validator-webhook-tls"
+    )]
+    pub secret: String,
+
+    /// How long the CA and the certificate are valid.
+    #[arg(
+        long,
+        value_name = "DAYS",
+        env = "VALIDATOR_WEBHOOK_VALIDITY_DAYS",
+        default_value_t = 365
+    )]
+    pub validity_days: i64,
+
+    /// Where to write ca.crt, tls.crt, tls.key, secret.yaml and ca-bundle-patch.yaml.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "VALIDATOR_WEBHOOK_OUT_DIR",
+        default_value = "deploy/overlays/certs/generated"
+    )]
+    pub out_dir: PathBuf,
 }
 
 /// A configuration that cannot start, in one sentence naming the flag.

@@ -10,8 +10,9 @@
 //! - [`server`]: listeners, TLS connections, graceful shutdown.
 //! - [`tls`]: the serving certificate and its reload.
 //! - [`metrics`]: the Prometheus series.
-//! - [`cli`], [`serve`], [`check`]: the command line and its subcommands.
+//! - [`cli`], [`serve`], [`check`], [`certs`]: the command line and its subcommands.
 
+pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod http;

@@ -3,7 +3,7 @@ use std::{io::IsTerminal, process::ExitCode};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use validator_webhook::{
-    check,
+    certs, check,
     cli::{Cli, Command, ConfigError, LogArgs, LogFormat},
     serve,
 };
@@ -38,6 +38,13 @@ fn main() -> ExitCode {
             );
             ExitCode::from(status as u8)
         }
+        Command::Certs(args) => match certs::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("validator-webhook: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
