@@ -1,0 +1,66 @@
+//! kubectl, as users run it: the cases pin what it prints.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context, Result};
+
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    binary: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+/// What a kubectl run printed.
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Kubectl {
+    pub fn new(binary: PathBuf, kubeconfig: PathBuf) -> Self {
+        Self { binary, kubeconfig }
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// `kubectl <args>`, run in `dir` so that file names in messages are as given.
+    pub fn run_in(&self, dir: &Path, args: &[&str]) -> Result<Output> {
+        let output = Command::new(&self.binary)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", self.binary.display()))?;
+        Ok(Output {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// `kubectl <args>` in the case manifests' directory.
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
+        self.run_in(&crate::paths::manifests(), args)
+    }
+
+    /// `kubectl <args>`, failing with what kubectl said unless it succeeds.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let output = self.run(args)?;
+        anyhow::ensure!(
+            output.success,
+            "kubectl {} failed: {}",
+            args.join(" "),
+            output.stderr.trim()
+        );
+        Ok(output.stdout)
+    }
+}

@@ -1,0 +1,29 @@
+//! The end-to-end harness of validator-webhook: a real kube-apiserver calls the webhook through
+//! the manifests in `deploy/`, and the cases in `tests/e2e.rs` check what users see.
+//!
+//! - [`cluster`]: the cluster the cases use, from either backend.
+//! - [`local`]: etcd, kube-apiserver and the webhook as local processes.
+//! - [`netns`]: the test host the webhook runs in, so the API server can route to it.
+//! - [`install`]: `deploy/` copied, given a certificate and applied.
+//! - [`pki`], [`kubectl`], [`process`], [`paths`]: the pieces those are made of.
+
+pub mod cluster;
+pub mod install;
+pub mod kubectl;
+pub mod local;
+pub mod netns;
+pub mod paths;
+pub mod pki;
+pub mod process;
+
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+
+/// A manifest from `e2e/manifests/`, as a typed object.
+pub fn manifest<K: DeserializeOwned>(file: &str) -> Result<K> {
+    let path = paths::manifests().join(file);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    serde_saphyr::from_str(&text)
+        .with_context(|| format!("{} is not a valid object", path.display()))
+}

@@ -1,0 +1,323 @@
+//! The local backend: etcd and kube-apiserver as child processes on loopback, and the webhook
+//! binary in a test host, reached by the API server through the shipped Service exactly as in a
+//! cluster: `--enable-aggregator-routing` resolves the Service to its EndpointSlice, which
+//! points at the test host (no kube-proxy, no controller-manager, no kubelet).
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Mutex,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, ensure};
+use base64::{Engine, engine::general_purpose::STANDARD};
+
+use crate::{
+    install::{Container, Manifests},
+    kubectl::Kubectl,
+    netns::TestHost,
+    paths,
+    pki::Pki,
+    process::{Process, free_port, run},
+};
+
+/// The ClusterIP range. It is on loopback so that nothing dialled by mistake leaves the
+/// machine; with aggregator routing no ClusterIP is dialled at all.
+const SERVICE_RANGE: &str = "127.100.0.0/24";
+const KUBERNETES_SERVICE_IP: &str = "127.100.0.1";
+
+/// The binaries: `$KUBEBUILDER_ASSETS` (as setup-envtest lays them out), or the pinned build
+/// that `just control-plane` makes.
+pub struct Assets {
+    pub etcd: PathBuf,
+    pub kube_apiserver: PathBuf,
+    pub kubectl: PathBuf,
+}
+
+impl Assets {
+    pub fn locate() -> Result<Self> {
+        let dir = match std::env::var_os("KUBEBUILDER_ASSETS") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let script = paths::repository().join("e2e/control-plane/build.sh");
+                PathBuf::from(run(Command::new(&script).arg("--print-dir"))?.trim())
+            }
+        };
+        let assets = Self {
+            etcd: dir.join("etcd"),
+            kube_apiserver: dir.join("kube-apiserver"),
+            kubectl: dir.join("kubectl"),
+        };
+        for binary in [&assets.etcd, &assets.kube_apiserver, &assets.kubectl] {
+            ensure!(
+                binary.is_file(),
+                "{} is missing: build the control plane with `just control-plane`, or point \
+                 KUBEBUILDER_ASSETS at a directory holding etcd, kube-apiserver and kubectl",
+                binary.display()
+            );
+        }
+        Ok(assets)
+    }
+}
+
+/// etcd and kube-apiserver, running.
+pub struct ControlPlane {
+    pub kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+    // Dropped in reverse order of start: the API server before etcd.
+    apiserver: Process,
+    etcd: Process,
+}
+
+impl ControlPlane {
+    pub async fn start(dir: &Path, assets: &Assets) -> Result<Self> {
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let pki = Pki::generate(&dir.join("pki"), KUBERNETES_SERVICE_IP)?;
+
+        let (client, peer, secure) = (free_port()?, free_port()?, free_port()?);
+        let etcd_data = dir.join("etcd");
+        std::fs::create_dir_all(&etcd_data)?;
+        set_mode(&etcd_data, 0o700)?;
+        let mut etcd = Command::new(&assets.etcd);
+        etcd.arg("--name=e2e")
+            .arg(format!("--data-dir={}", etcd_data.display()))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+            .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+            ))
+            .arg(format!("--initial-cluster=e2e=http://127.0.0.1:{peer}"))
+            .args([
+                "--initial-cluster-state=new",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ]);
+        let etcd = Process::spawn("etcd", etcd, &logs)?;
+
+        let mut apiserver = Command::new(&assets.kube_apiserver);
+        apiserver
+            .arg(format!("--etcd-servers=http://127.0.0.1:{client}"))
+            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
+            .arg(format!("--secure-port={secure}"))
+            .arg(format!("--cert-dir={}", dir.join("apiserver").display()))
+            .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                pki.serving_key.display()
+            ))
+            .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg(format!(
+                "--service-account-key-file={}",
+                pki.service_account_pub.display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ))
+            .arg(format!("--service-cluster-ip-range={SERVICE_RANGE}"))
+            .args([
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                "--profiling=false",
+            ])
+            // Resolve webhook Services through their EndpointSlices, as for aggregated APIs.
+            .arg("--enable-aggregator-routing=true")
+            // The `kubernetes` Service would get a loopback endpoint, which validation refuses.
+            .arg("--endpoint-reconciler-type=none");
+        for proxy in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            apiserver.env_remove(proxy);
+        }
+        let apiserver = Process::spawn("kube-apiserver", apiserver, &logs)?;
+
+        let kubeconfig = dir.join("kubeconfig");
+        write_kubeconfig(&kubeconfig, &format!("https://127.0.0.1:{secure}"), &pki)?;
+        let mut plane = Self {
+            kubeconfig,
+            kubectl: assets.kubectl.clone(),
+            apiserver,
+            etcd,
+        };
+        plane.wait_ready().await?;
+        Ok(plane)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let kubectl = Kubectl::new(self.kubectl.clone(), self.kubeconfig.clone());
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            self.etcd.ensure_running()?;
+            self.apiserver.ensure_running()?;
+            if kubectl
+                .run(&["get", "--raw", "/readyz"])
+                .is_ok_and(|o| o.success)
+            {
+                return Ok(());
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "kube-apiserver was not ready after 90 s; see {}",
+                self.apiserver.log().display()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn write_kubeconfig(path: &Path, server: &str, pki: &Pki) -> Result<()> {
+    let data = |file: &Path| -> Result<String> {
+        Ok(STANDARD.encode(
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?,
+        ))
+    };
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": "validator-webhook-e2e", "cluster": {
+            "server": server,
+            "certificate-authority-data": data(&pki.ca_cert)?,
+        }}],
+        "users": [{ "name": "admin", "user": {
+            "client-certificate-data": data(&pki.admin_cert)?,
+            "client-key-data": data(&pki.admin_key)?,
+        }}],
+        "contexts": [{ "name": "validator-webhook-e2e", "context": {
+            "cluster": "validator-webhook-e2e", "user": "admin",
+        }}],
+        "current-context": "validator-webhook-e2e",
+    });
+    std::fs::write(path, serde_json::to_string_pretty(&kubeconfig)?)?;
+    set_mode(path, 0o600)
+}
+
+/// The webhook as the shipped Deployment would run it, but as a process in a test host.
+pub struct LocalWebhook {
+    binary: PathBuf,
+    container: Container,
+    certs: PathBuf,
+    host: TestHost,
+    logs: PathBuf,
+    process: Mutex<Option<Process>>,
+    starts: Mutex<u32>,
+}
+
+impl LocalWebhook {
+    pub fn new(
+        binary: PathBuf,
+        manifests: &Manifests,
+        container: Container,
+        logs: PathBuf,
+    ) -> Result<Self> {
+        let host = TestHost::create(std::process::id())?;
+        Ok(Self {
+            binary,
+            container,
+            certs: manifests.certs.clone(),
+            host,
+            logs,
+            process: Mutex::new(None),
+            starts: Mutex::new(0),
+        })
+    }
+
+    pub fn address(&self) -> (Ipv4Addr, u16) {
+        (self.host.ip, self.container.port)
+    }
+
+    /// Starts the binary with the Deployment's arguments and environment; the Secret's mount
+    /// path is where `certs` wrote the files.
+    pub fn start(&self) -> Result<()> {
+        let mut command = self.host.command(&self.binary);
+        command.args(&self.container.args).env_clear();
+        for (name, value) in &self.container.env {
+            command.env(
+                name,
+                value.replace("/tls/", &format!("{}/", self.certs.display())),
+            );
+        }
+        let starts = {
+            let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+            *starts += 1;
+            *starts
+        };
+        let name = if starts == 1 {
+            "webhook".to_owned()
+        } else {
+            format!("webhook-{starts}")
+        };
+        let process = Process::spawn(&name, command, &self.logs)?;
+        *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Some(process);
+        Ok(())
+    }
+
+    /// SIGTERM, as the kubelet does, and wait for the exit.
+    pub fn stop(&self) {
+        if let Some(mut process) = self
+            .process
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            process.stop(Duration::from_secs(20));
+        }
+    }
+
+    pub fn ensure_running(&self) -> Result<()> {
+        match self
+            .process
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            Some(process) => process.ensure_running(),
+            None => anyhow::bail!("the webhook is stopped"),
+        }
+    }
+
+    pub fn netns(&self) -> &str {
+        self.host.name()
+    }
+}
+
+impl Drop for LocalWebhook {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The EndpointSlice the endpoints controller would write for the Service if the Deployment's
+/// pod ran at the test host's address.
+pub fn endpoint_slice(ip: Ipv4Addr, port: u16) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "validator-webhook-service-e2e",
+            "namespace": "validator-webhook",
+            "labels": {
+                "kubernetes.io/service-name": "validator-webhook-service",
+                "endpointslice.kubernetes.io/managed-by": "e2e.validator-webhook",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{ "addresses": [ip.to_string()], "conditions": { "ready": true } }],
+        "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
+    })
+}

@@ -1,0 +1,197 @@
+//! Child processes of the harness: their output goes to a log file, they are stopped when
+//! dropped, and an interrupt (Ctrl-C, SIGTERM) stops them too, along with any network
+//! namespace the harness made.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Mutex, Once},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+/// What an interrupt must clean up: processes still running and network namespaces.
+static LEFTOVERS: Mutex<Leftovers> = Mutex::new(Leftovers {
+    pids: Vec::new(),
+    netns: Vec::new(),
+});
+
+struct Leftovers {
+    pids: Vec<u32>,
+    netns: Vec<String>,
+}
+
+/// Installs the interrupt handler once: it stops every child and deletes every namespace the
+/// harness registered, then exits.
+pub fn clean_up_on_interrupt() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let installed = ctrlc::set_handler(|| {
+            eprintln!("\ninterrupted: stopping the control plane and the webhook");
+            let leftovers = LEFTOVERS.lock().unwrap_or_else(|p| p.into_inner());
+            for pid in &leftovers.pids {
+                signal(*pid, libc::SIGKILL);
+            }
+            for netns in &leftovers.netns {
+                let _ = Command::new("ip").args(["netns", "del", netns]).status();
+            }
+            std::process::exit(130);
+        });
+        if let Err(error) = installed {
+            eprintln!("warning: cannot clean up on Ctrl-C: {error}");
+        }
+    });
+}
+
+pub(crate) fn register_netns(name: &str) {
+    LEFTOVERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .netns
+        .push(name.to_owned());
+}
+
+pub(crate) fn unregister_netns(name: &str) {
+    LEFTOVERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .netns
+        .retain(|n| n != name);
+}
+
+fn signal(pid: u32, signal: i32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+/// A running child process whose output goes to `<logs>/<name>.log`.
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(name: &str, mut command: Command, logs: &Path) -> Result<Self> {
+        let log = logs.join(format!("{name}.log"));
+        let file =
+            File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({:?})", command.get_program()))?;
+        LEFTOVERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pids
+            .push(child.id());
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            log,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Fails if the process has already exited, quoting the end of its log.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => anyhow::bail!(
+                "{} exited with {status}; the end of {}:\n{}",
+                self.name,
+                self.log.display(),
+                tail(&self.log, 20)
+            ),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            signal(self.child.id(), libc::SIGTERM);
+            let deadline = Instant::now() + grace;
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        let pid = self.child.id();
+        LEFTOVERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pids
+            .retain(|p| *p != pid);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// The last `lines` lines of a file, for error messages.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs a short command to completion, failing with its stderr if it fails.
+pub fn run(command: &mut Command) -> Result<String> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{:?} {:?} failed ({}): {}",
+            command.get_program(),
+            command.get_args().collect::<Vec<_>>(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Polls `check` until it succeeds or `timeout` passes, returning its last error.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return Ok(value),
+            Err(error) if Instant::now() >= deadline => {
+                return Err(error.context(format!("{what}: still failing after {timeout:?}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
