@@ -5,13 +5,17 @@
 //! - [`local`]: etcd, kube-apiserver and the webhook as local processes.
 //! - [`netns`]: the test host the webhook runs in, so the API server can route to it.
 //! - [`install`]: `deploy/` copied, given a certificate and applied.
+//! - [`overlays`]: the other overlays, dry-run against the API server.
+//! - [`https`]: talking to the webhook directly, as the API server does.
 //! - [`pki`], [`kubectl`], [`process`], [`paths`]: the pieces those are made of.
 
 pub mod cluster;
+pub mod https;
 pub mod install;
 pub mod kubectl;
 pub mod local;
 pub mod netns;
+pub mod overlays;
 pub mod paths;
 pub mod pki;
 pub mod process;

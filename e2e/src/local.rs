@@ -244,14 +244,12 @@ impl LocalWebhook {
     /// Starts the binary with the Deployment's arguments and environment; the Secret's mount
     /// path is where `certs` wrote the files.
     pub fn start(&self) -> Result<()> {
-        let mut command = self.host.command(&self.binary);
-        command.args(&self.container.args).env_clear();
-        for (name, value) in &self.container.env {
-            command.env(
-                name,
-                value.replace("/tls/", &format!("{}/", self.certs.display())),
-            );
-        }
+        let mount = format!("{}/", self.certs.display());
+        let env: Vec<(String, String)> = (self.container.env.iter())
+            .map(|(name, value)| (name.clone(), value.replace("/tls/", &mount)))
+            .collect();
+        let mut command = self.host.command(&self.binary, &env);
+        command.args(&self.container.args);
         let starts = {
             let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
             *starts += 1;

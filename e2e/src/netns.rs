@@ -7,7 +7,7 @@ use std::{net::Ipv4Addr, process::Command};
 
 use anyhow::{Context, Result};
 
-use crate::process::{self, run};
+use crate::process::{self, privileged, run};
 
 pub struct TestHost {
     name: String,
@@ -31,12 +31,10 @@ impl TestHost {
             ip: Ipv4Addr::new(a, b, c, d + 2),
         };
         let peer = format!("vwe{slot}n");
-        let _ = Command::new("ip")
-            .args(["netns", "del", &host.name])
-            .output();
-        run(Command::new("ip").args(["netns", "add", &host.name])).context(
+        let _ = privileged("ip").args(["netns", "del", &host.name]).output();
+        run(privileged("ip").args(["netns", "add", &host.name])).context(
             "the local backend creates a network namespace for the webhook, which needs root \
-             (CAP_NET_ADMIN and CAP_SYS_ADMIN): run the tests as root",
+             (CAP_NET_ADMIN and CAP_SYS_ADMIN): run the tests as root, or with passwordless sudo",
         )?;
         process::register_netns(&host.name);
         let ns = host.name.as_str();
@@ -74,14 +72,26 @@ impl TestHost {
             &["-n", ns, "link", "set", "lo", "up"],
         ];
         for step in steps {
-            run(Command::new("ip").args(step))?;
+            run(privileged("ip").args(step))?;
         }
         Ok(host)
     }
 
-    /// A command that runs `program` inside the test host.
-    pub fn command(&self, program: &std::path::Path) -> Command {
-        let mut command = Command::new("ip");
+    /// A command that runs `program` inside the test host with exactly the environment `env`.
+    pub fn command(&self, program: &std::path::Path, env: &[(String, String)]) -> Command {
+        let mut command = if process::is_root() {
+            let mut command = Command::new("ip");
+            command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+            command
+        } else {
+            // sudo resets the environment; env(1) sets it again on the far side.
+            let mut command = privileged("env");
+            command
+                .arg("-i")
+                .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+                .arg("ip");
+            command
+        };
         command.args(["netns", "exec", &self.name]).arg(program);
         command
     }
@@ -94,9 +104,7 @@ impl TestHost {
 impl Drop for TestHost {
     fn drop(&mut self) {
         // Deleting the namespace deletes its end of the veth pair, and with it the host's end.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
+        let _ = privileged("ip").args(["netns", "del", &self.name]).output();
         process::unregister_netns(&self.name);
     }
 }

@@ -35,7 +35,7 @@ pub fn clean_up_on_interrupt() {
                 signal(*pid, libc::SIGKILL);
             }
             for netns in &leftovers.netns {
-                let _ = Command::new("ip").args(["netns", "del", netns]).status();
+                let _ = privileged("ip").args(["netns", "del", netns]).status();
             }
             std::process::exit(130);
         });
@@ -152,6 +152,24 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A command that runs `program` as root: directly when this process is root, otherwise
+/// through `sudo -n` (a CI runner's passwordless sudo), which never prompts.
+pub fn privileged(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut command = Command::new("sudo");
+        command.arg("-n").arg(program);
+        command
+    }
 }
 
 /// Runs a short command to completion, failing with its stderr if it fails.

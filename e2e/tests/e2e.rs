@@ -5,7 +5,7 @@
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use anyhow::{Result, ensure};
-use e2e::{cluster::Cluster, manifest};
+use e2e::{cluster::Cluster, install::Manifests, manifest, overlays, paths};
 use k8s_openapi::api::{apps::v1::Deployment, batch::v1::CronJob, core::v1::Pod};
 use kube::{Api, Resource, api::PostParams};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -33,6 +33,8 @@ fn cases() -> Vec<(&'static str, Case)> {
         rejects_server_side_dry_run,
         rejects_debug_container_with_unprefixed_image,
         admits_anything_in_exempt_namespaces,
+        every_overlay_passes_server_side_dry_run,
+        kind_overlay_differs_only_in_image_pull_policy_and_certificate,
         fails_closed_while_the_webhook_is_down,
     ]
 }
@@ -377,5 +379,82 @@ async fn fails_closed_while_the_webhook_is_down(cluster: Arc<Cluster>) -> Result
         .ok(&["create", "-n", &ns, "-f", "good-deployment.yaml"])?;
     ensure!(created.trim() == "deployment.apps/web created", "{created}");
     cluster.delete_namespace(&ns).await;
+    Ok(())
+}
+
+async fn every_overlay_passes_server_side_dry_run(cluster: Arc<Cluster>) -> Result<()> {
+    overlays::install_cert_manager_crds(&cluster.kubectl)?;
+    let work = tempfile::tempdir()?;
+    let manifests = Manifests::prepare(work.path(), &paths::webhook_binary()?)?;
+    for overlay in ["certs", "cert-manager", "kind"] {
+        let rendered = cluster
+            .kubectl
+            .ok(&["kustomize", &manifests.overlay(overlay).to_string_lossy()])?;
+        let file = work.path().join(format!("{overlay}.yaml"));
+        std::fs::write(&file, rendered)?;
+        let applied =
+            cluster
+                .kubectl
+                .ok(&["apply", "--dry-run=server", "-f", &file.to_string_lossy()])?;
+        ensure!(
+            applied.contains("validatingwebhookconfiguration"),
+            "{overlay}: {applied}"
+        );
+    }
+    let base = cluster.kubectl.run(&[
+        "kustomize",
+        &paths::repository().join("deploy/base").to_string_lossy(),
+    ])?;
+    ensure!(base.success, "deploy/base does not render: {}", base.stderr);
+    Ok(())
+}
+
+/// The kind overlay is the certs overlay with the locally loaded image: nothing else may differ
+/// from the base, or the kind e2e would test something other than what users deploy.
+async fn kind_overlay_differs_only_in_image_pull_policy_and_certificate(
+    cluster: Arc<Cluster>,
+) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let manifests = Manifests::prepare(work.path(), &paths::webhook_binary()?)?;
+    let base = manifests.render(&cluster.kubectl, "../base")?;
+    let kind = manifests.render(&cluster.kubectl, "kind")?;
+    let mut extra = Vec::new();
+    for mut object in kind {
+        let key = overlays::key(&object);
+        let Some(original) = base.iter().find(|o| overlays::key(o) == key) else {
+            extra.push(key);
+            continue;
+        };
+        if key == "Deployment/validator-webhook/validator-webhook" {
+            let container = &mut object["spec"]["template"]["spec"]["containers"][0];
+            ensure!(
+                container["image"] == "validator-webhook:e2e",
+                "{}",
+                container["image"]
+            );
+            ensure!(
+                container["imagePullPolicy"] == "Never",
+                "{}",
+                container["imagePullPolicy"]
+            );
+            container["image"] =
+                original["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+            container["imagePullPolicy"] =
+                original["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"].clone();
+        }
+        if key == "ValidatingWebhookConfiguration//validator-webhook" {
+            let client_config = &mut object["webhooks"][0]["clientConfig"];
+            ensure!(
+                client_config["caBundle"].is_string(),
+                "no caBundle in the kind overlay"
+            );
+            client_config.as_object_mut().map(|c| c.remove("caBundle"));
+        }
+        ensure!(&object == original, "the kind overlay changes {key}");
+    }
+    ensure!(
+        extra == ["Secret/validator-webhook/validator-webhook-tls"],
+        "the kind overlay adds {extra:?}"
+    );
     Ok(())
 }

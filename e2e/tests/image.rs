@@ -1,0 +1,91 @@
+//! A smoke test of the built container image: started with testcontainers as a cluster would
+//! run it (read-only root, all capabilities dropped, the Secret mounted at /tls), it answers
+//! good and bad AdmissionReviews over TLS for the Service's name.
+//!
+//! `just e2e-image` builds the image and runs this; it needs a Docker engine.
+
+use std::{os::unix::fs::PermissionsExt, process::Command};
+
+use e2e::{https, paths};
+use testcontainers::{
+    GenericImage, ImageExt,
+    core::{AccessMode, IntoContainerPort, Mount, WaitFor},
+    runners::AsyncRunner,
+};
+
+fn image() -> (String, String) {
+    let image = std::env::var("E2E_IMAGE").unwrap_or_else(|_| "validator-webhook:e2e".to_owned());
+    let (name, tag) = image.rsplit_once(':').unwrap_or((&image, "latest"));
+    (name.to_owned(), tag.to_owned())
+}
+
+#[tokio::test]
+async fn the_image_answers_reviews_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(certs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let made = Command::new(paths::webhook_binary().unwrap())
+        .arg("certs")
+        .arg("--out-dir")
+        .arg(certs.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for file in ["tls.crt", "tls.key"] {
+        std::fs::set_permissions(
+            certs.path().join(file),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+
+    let (name, tag) = image();
+    let container = GenericImage::new(name, tag)
+        .with_exposed_port(8443.tcp())
+        .with_wait_for(WaitFor::message_on_stderr("serving reviews"))
+        .with_mount(
+            Mount::bind_mount(certs.path().to_string_lossy(), "/tls")
+                .with_access_mode(AccessMode::ReadOnly),
+        )
+        .with_env_var("VALIDATOR_WEBHOOK_TLS_CERT_FILE", "/tls/tls.crt")
+        .with_env_var("VALIDATOR_WEBHOOK_TLS_KEY_FILE", "/tls/tls.key")
+        .with_env_var("VALIDATOR_WEBHOOK_LOG_FORMAT", "json")
+        .with_readonly_rootfs(true)
+        .with_cap_drop("ALL")
+        .start()
+        .await
+        .expect("the image starts (is a Docker engine running, and was the image built?)");
+
+    let port = container.get_host_port_ipv4(8443.tcp()).await.unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ca = std::fs::read(certs.path().join("ca.crt")).unwrap();
+
+    let health = https::request(addr, &ca, "GET", "/healthz", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200);
+
+    let denied =
+        std::fs::read(paths::repository().join("examples/review-bad-deployment.json")).unwrap();
+    let response = https::review(addr, &ca, denied.clone()).await.unwrap();
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 403);
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid image name: ")
+    );
+
+    let allowed = String::from_utf8(denied)
+        .unwrap()
+        .replace("nginx:1.25", "msalinasc_init:1.0");
+    let response = https::review(addr, &ca, allowed.into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+}

@@ -1,0 +1,41 @@
+//! Versions and settings written in more than one place must agree.
+
+use e2e::paths;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(paths::repository().join(path)).unwrap()
+}
+
+#[test]
+fn the_kind_node_runs_the_kubernetes_version_of_the_local_control_plane() {
+    let go_mod = read("e2e/control-plane/kubernetes/go.mod");
+    let version = go_mod
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("k8s.io/kubernetes "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("k8s.io/kubernetes is required in go.mod");
+    let kind = read("kind-config.yaml");
+    let image = kind
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image: "))
+        .expect("a node image");
+    assert!(
+        image.starts_with(&format!("kindest/node:{version}@sha256:")),
+        "{image} is not {version}, by digest"
+    );
+}
+
+#[test]
+fn the_image_runs_as_the_user_the_deployment_expects() {
+    let dockerfile = read("Dockerfile");
+    let deployment = read("deploy/base/deployment.yaml");
+    assert!(
+        dockerfile.contains("\nFROM scratch\n"),
+        "the runtime stage is scratch"
+    );
+    assert!(dockerfile.contains("\nUSER 65532:65532\n"));
+    assert!(deployment.contains("runAsUser: 65532") && deployment.contains("runAsGroup: 65532"));
+    assert!(
+        read("e2e/tests/static_binary.rs").contains(r#"const IMAGE_USER: &str = "65532:65532";"#)
+    );
+}

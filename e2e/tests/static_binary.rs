@@ -1,0 +1,165 @@
+//! The image's runtime half, without a container engine: the static binary alone in an
+//! otherwise empty, read-only root directory, as the image's numeric non-root user, serving a
+//! real review over TLS. What works here works on `FROM scratch`.
+//!
+//! `just e2e-static` builds the binary for the musl target and runs this test with
+//! `VALIDATOR_WEBHOOK_STATIC_BIN` pointing at it.
+
+use std::{
+    net::SocketAddr,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use e2e::{
+    https,
+    process::{free_port, privileged},
+};
+
+/// The user the Dockerfile runs as.
+const IMAGE_USER: &str = "65532:65532";
+
+fn static_binary() -> PathBuf {
+    let binary = std::env::var_os("VALIDATOR_WEBHOOK_STATIC_BIN").map(PathBuf::from).expect(
+        "VALIDATOR_WEBHOOK_STATIC_BIN names the static binary; `just e2e-static` builds it and sets it",
+    );
+    assert!(binary.is_file(), "{} does not exist", binary.display());
+    binary
+}
+
+/// A root holding nothing but `/validator-webhook` and the mounted Secret's files in `/tls`.
+fn empty_root(binary: &Path) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::copy(binary, root.path().join("validator-webhook")).unwrap();
+    let tls = root.path().join("tls");
+    let made = Command::new(binary)
+        .arg("certs")
+        .arg("--out-dir")
+        .arg(&tls)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for file in std::fs::read_dir(&tls).unwrap() {
+        // A Secret volume's files are world-readable unless defaultMode says otherwise.
+        std::fs::set_permissions(file.unwrap().path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    root
+}
+
+#[tokio::test]
+async fn serves_a_review_from_an_empty_read_only_root() {
+    let binary = static_binary();
+    let root = empty_root(&binary);
+    let mut entries: Vec<String> = walk(root.path());
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            "tls",
+            "tls/ca-bundle-patch.yaml",
+            "tls/ca.crt",
+            "tls/secret.yaml",
+            "tls/tls.crt",
+            "tls/tls.key",
+            "validator-webhook"
+        ]
+    );
+
+    let (port, metrics) = (free_port().unwrap(), free_port().unwrap());
+    // A private mount namespace in which the root is bind-mounted read-only, then chroot into it
+    // as the image's user: no libc, no /etc, no shell, nothing writable.
+    let script =
+        r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec chroot "$@""#;
+    let mut server = privileged("unshare")
+        .args([
+            "--mount",
+            "--fork",
+            "--kill-child",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(root.path())
+        .arg(format!("--userspec={IMAGE_USER}"))
+        .arg(root.path())
+        .args(["/validator-webhook", "serve"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+        .args([
+            "--tls-cert-file",
+            "/tls/tls.crt",
+            "--tls-key-file",
+            "/tls/tls.key",
+        ])
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(
+            "unshare and chroot (util-linux, coreutils) run the binary as root or through sudo",
+        );
+
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ca = std::fs::read(root.path().join("tls/ca.crt")).unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(response) = https::request(addr, &ca, "GET", "/readyz", Vec::new()).await {
+            ready = response.status == 200;
+            break;
+        }
+        if let Ok(Some(status)) = server.try_wait() {
+            let mut log = String::new();
+            std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut log).unwrap();
+            panic!("the binary exited with {status} in the empty root:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the webhook never became ready in the empty root");
+
+    let review =
+        std::fs::read(e2e::paths::repository().join("examples/review-bad-deployment.json"))
+            .unwrap();
+    let response = https::review(addr, &ca, review).await.unwrap();
+    assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 403);
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid image name: ")
+    );
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            found.push(
+                path.strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            if path.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    found
+}
