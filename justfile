@@ -30,7 +30,6 @@ lint:
 # Unit, snapshot, server and command-line tests.
 unit:
     cargo test --workspace --exclude e2e --locked
-    cargo test -p e2e --locked --test pins
 
 # Snapshot suites again, listing what changed (accept with `cargo insta review`).
 snapshots:
@@ -48,7 +47,7 @@ control-plane:
 # The e2e suite against a local kube-apiserver (root or passwordless sudo: the webhook runs in a network namespace).
 e2e-local: control-plane
     cargo build -p validator-webhook --locked
-    E2E_BACKEND=local cargo test -p e2e --locked --test e2e
+    E2E_BACKEND=local cargo test -p e2e --locked --test e2e --test pins
 
 # A local control plane with the webhook installed from deploy/, until Ctrl-C; prints the KUBECONFIG to use.
 cluster-up: control-plane
