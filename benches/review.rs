@@ -1,0 +1,86 @@
+//! What one review costs, without sockets: `cargo bench --bench review` prints the time to turn
+//! an AdmissionReview body into the reply body (decode, policy, encode) for each payload in
+//! `bench/payloads/` and `tests/fixtures/reviews/`.
+
+use std::{
+    hint::black_box,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use validator_webhook::{policy::Policy, review};
+
+/// Median time per review over several rounds of `iterations`.
+fn measure(policy: &Policy, body: &[u8]) -> Duration {
+    let iterations = (2_000_000 / body.len().max(1)).clamp(20, 20_000) as u32;
+    let mut rounds: Vec<Duration> = (0..7)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..iterations {
+                black_box(
+                    review::review(policy, black_box(body))
+                        .map(|r| r.body.len())
+                        .ok(),
+                );
+            }
+            started.elapsed() / iterations
+        })
+        .collect();
+    rounds.sort();
+    rounds[rounds.len() / 2]
+}
+
+fn main() {
+    let policy = Policy::default();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let payloads = [
+        "pod-allowed",
+        "pod-denied",
+        "deployment-allowed",
+        "deployment-denied",
+    ]
+    .into_iter()
+    .map(|name| {
+        (
+            name.to_owned(),
+            root.join("bench/payloads").join(format!("{name}.json")),
+        )
+    })
+    .chain(
+        [
+            "deployment-as-kubectl-sends-it",
+            "deployment-update-to-bad-image",
+            "cronjob-two-offenders",
+        ]
+        .into_iter()
+        .map(|name| {
+            (
+                name.to_owned(),
+                root.join("tests/fixtures/reviews")
+                    .join(format!("{name}.json")),
+            )
+        }),
+    );
+    println!(
+        "{:<34} {:>9} {:>12} {:>10}",
+        "payload", "bytes", "µs/review", "MB/s"
+    );
+    for (name, path) in payloads {
+        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
+        let Ok(body) = std::fs::read(&path) else {
+            println!("{name:<34} (missing {})", path.display());
+            continue;
+        };
+        let took = measure(&policy, &body);
+        let mbps = body.len() as f64 / took.as_secs_f64() / 1e6;
+        println!(
+            "{name:<34} {:>9} {:>12.2} {:>10.0}",
+            body.len(),
+            took.as_secs_f64() * 1e6,
+            mbps
+        );
+    }
+}
