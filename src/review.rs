@@ -1,8 +1,9 @@
 //! One review, bytes in and bytes out: decode the AdmissionReview, ask the policy, encode the
 //! answer. Everything here is synchronous; the HTTP layer decides what a [`ReviewError`] becomes.
 
-use kube::core::admission::{
-    AdmissionRequest, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
+use kube::core::{
+    DynamicObject, Resource,
+    admission::{AdmissionRequest, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation},
 };
 use serde_json::error::Category;
 
@@ -73,15 +74,27 @@ pub fn review(policy: &Policy, body: &[u8]) -> Result<Reviewed, ReviewError> {
 }
 
 /// Decodes an AdmissionReview body into its request, checking the review's version.
+///
+/// The fast path reads only what the policy needs, in one pass. If that fails on the content of
+/// the body, the body is read again generically: when it is a review after all, only its object
+/// is unreadable, and the policy answers that (with a 400 and the field at fault) under the
+/// request's uid.
 pub fn decode(body: &[u8]) -> Result<AdmissionRequest<Workload>, ReviewError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ReviewError::Empty);
     }
-    let review: AdmissionReview<Workload> =
-        serde_json::from_slice(body).map_err(|e| match e.classify() {
-            Category::Syntax | Category::Eof | Category::Io => ReviewError::NotJson(e.to_string()),
-            Category::Data => ReviewError::NotAReview(e.to_string()),
-        })?;
+    match serde_json::from_slice::<AdmissionReview<Workload>>(body) {
+        Ok(review) => request_of(review),
+        Err(error) if error.classify() == Category::Data => {
+            let generic: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+                .map_err(|_| ReviewError::NotAReview(error.to_string()))?;
+            request_of(generic).map(with_unreadable_objects)
+        }
+        Err(error) => Err(ReviewError::NotJson(error.to_string())),
+    }
+}
+
+fn request_of<K: Resource>(review: AdmissionReview<K>) -> Result<AdmissionRequest<K>, ReviewError> {
     if review.types.kind != META_KIND {
         return Err(ReviewError::NotAReview(format!(
             "its kind is {:?}",
@@ -95,6 +108,31 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<Workload>, ReviewError> {
         )));
     }
     review.try_into().map_err(|_| ReviewError::NoRequest)
+}
+
+/// The same request, its objects read leniently.
+fn with_unreadable_objects(request: AdmissionRequest<DynamicObject>) -> AdmissionRequest<Workload> {
+    let lenient = |object: DynamicObject| {
+        Workload::from_value(serde_json::to_value(object).unwrap_or(serde_json::Value::Null))
+    };
+    AdmissionRequest {
+        types: request.types,
+        uid: request.uid,
+        kind: request.kind,
+        resource: request.resource,
+        sub_resource: request.sub_resource,
+        request_kind: request.request_kind,
+        request_resource: request.request_resource,
+        request_sub_resource: request.request_sub_resource,
+        name: request.name,
+        namespace: request.namespace,
+        operation: request.operation,
+        user_info: request.user_info,
+        object: request.object.map(lenient),
+        old_object: request.old_object.map(lenient),
+        dry_run: request.dry_run,
+        options: request.options,
+    }
 }
 
 fn operation(operation: &Operation) -> &'static str {

@@ -1,16 +1,16 @@
 //! Where each workload kind keeps its pod spec, and every container in it.
 //!
 //! An admitted object arrives as JSON that can be megabytes long (`managedFields`, annotations,
-//! status). [`Workload`] keeps it as raw JSON and reads, on first use, only the object's name and
-//! the three container lists of the pod spec the policy inspects; everything else is skipped
-//! without being turned into values. `oldObject` is never read at all.
+//! status). [`Workload`] reads only the object's name and the container lists of its pod spec,
+//! in the same pass that reads the review; serde skips everything else without building values.
+//! When the fields it reads have the wrong shape, the review is read again generically (see
+//! `review::decode`) and the object becomes [`Workload::from_value`], whose error says where.
 
-use std::{borrow::Cow, fmt, sync::OnceLock};
+use std::{borrow::Cow, fmt};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicResourceScope, GroupVersionKind, Resource};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::value::RawValue;
+use serde::{Deserialize, Deserializer};
 
 /// The kinds the policy knows, by where their pod spec lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,16 +104,18 @@ pub enum ShapeError {
     NoPodSpec(&'static str),
 }
 
-/// An admitted object, read lazily and only as far as the policy needs.
+/// An admitted object, as far as the policy reads it.
+#[derive(Debug, Clone)]
 pub struct Workload {
-    raw: Box<RawValue>,
-    parsed: OnceLock<Parsed>,
+    /// Name, generated name and namespace; the rest of the metadata is never read.
+    metadata: ObjectMeta,
+    spec: Result<Option<Spec>, ShapeError>,
 }
 
 impl Workload {
     /// Every container of the pod spec at `at`, init containers first.
     pub fn containers(&self, at: PodSpecAt) -> Result<Vec<Container<'_>>, ShapeError> {
-        let spec = self.parsed().pod_spec(at)?;
+        let spec = self.pod_spec(at)?;
         let containers = ContainerList::ALL
             .into_iter()
             .flat_map(|list| {
@@ -132,49 +134,45 @@ impl Workload {
         Ok(containers)
     }
 
-    /// The object as it was received.
-    pub fn raw(&self) -> &RawValue {
-        &self.raw
-    }
-
-    fn parsed(&self) -> &Parsed {
-        self.parsed
-            .get_or_init(|| Parsed::from_json(self.raw.get()))
-    }
-}
-
-impl fmt::Debug for Workload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Workload")
-            .field("bytes", &self.raw.get().len())
-            .finish()
-    }
-}
-
-impl Clone for Workload {
-    fn clone(&self) -> Self {
-        Self::from(self.raw.clone())
-    }
-}
-
-impl From<Box<RawValue>> for Workload {
-    fn from(raw: Box<RawValue>) -> Self {
-        Self {
-            raw,
-            parsed: OnceLock::new(),
+    /// Reads an object that did not fit the expected shape, keeping the reason with its path.
+    pub fn from_value(object: serde_json::Value) -> Self {
+        match serde_path_to_error::deserialize::<_, Fields>(object) {
+            Ok(fields) => fields.into(),
+            Err(error) => Self {
+                metadata: ObjectMeta::default(),
+                spec: Err(ShapeError::Malformed(describe(&error))),
+            },
         }
     }
-}
 
-impl<'de> Deserialize<'de> for Workload {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Box::<RawValue>::deserialize(deserializer).map(Self::from)
+    fn pod_spec(&self, at: PodSpecAt) -> Result<&Spec, ShapeError> {
+        let spec = self.spec.as_ref().map_err(Clone::clone)?;
+        let found = spec.as_ref().and_then(|spec| match at {
+            PodSpecAt::Spec => Some(spec),
+            PodSpecAt::Template => spec.template.as_ref()?.spec.as_deref(),
+            PodSpecAt::JobTemplate => {
+                let job = spec.job_template.as_ref()?.spec.as_deref()?;
+                job.template.as_ref()?.spec.as_deref()
+            }
+        });
+        found.ok_or(ShapeError::NoPodSpec(at.path()))
     }
 }
 
-impl Serialize for Workload {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.raw.serialize(serializer)
+/// Reads the fields the policy needs and skips the rest; a field of the wrong shape fails the
+/// whole review, which is then read again the slow way.
+impl<'de> Deserialize<'de> for Workload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Fields::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl From<Fields> for Workload {
+    fn from(fields: Fields) -> Self {
+        Self {
+            metadata: fields.metadata,
+            spec: Ok(fields.spec),
+        }
     }
 }
 
@@ -203,28 +201,13 @@ impl Resource for Workload {
         Cow::Borrowed(&dt.plural)
     }
 
-    /// Name, generated name and namespace; the rest of the metadata is never read.
     fn meta(&self) -> &ObjectMeta {
-        &self.parsed().metadata
+        &self.metadata
     }
 
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        if self.parsed.get().is_none() {
-            self.parsed = OnceLock::from(Parsed::from_json(self.raw.get()));
-        }
-        &mut self
-            .parsed
-            .get_mut()
-            .expect("parsed was set just above")
-            .metadata
+        &mut self.metadata
     }
-}
-
-/// What the policy reads of an object: its name, and its spec if the spec has the shape of one.
-#[derive(Debug)]
-struct Parsed {
-    metadata: ObjectMeta,
-    spec: Result<Option<Spec>, ShapeError>,
 }
 
 /// The few fields of an object the policy reads. Unknown fields are skipped by serde.
@@ -235,57 +218,18 @@ struct Fields {
     spec: Option<Spec>,
 }
 
-impl Parsed {
-    fn from_json(json: &str) -> Self {
-        match serde_json::from_str::<Fields>(json) {
-            Ok(fields) => Self {
-                metadata: fields.metadata,
-                spec: Ok(fields.spec),
-            },
-            Err(_) => {
-                // Only on failure: parse again, tracking the path, to say where the shape is wrong.
-                let de = &mut serde_json::Deserializer::from_str(json);
-                let why = match serde_path_to_error::deserialize::<_, Fields>(de) {
-                    Err(error) => describe(&error),
-                    Ok(_) => "the object could not be read".to_owned(),
-                };
-                Self {
-                    metadata: ObjectMeta::default(),
-                    spec: Err(ShapeError::Malformed(why)),
-                }
-            }
-        }
-    }
-
-    fn pod_spec(&self, at: PodSpecAt) -> Result<&Spec, ShapeError> {
-        let spec = self.spec.as_ref().map_err(Clone::clone)?;
-        let found = spec.as_ref().and_then(|spec| match at {
-            PodSpecAt::Spec => Some(spec),
-            PodSpecAt::Template => spec.template.as_ref()?.spec.as_deref(),
-            PodSpecAt::JobTemplate => {
-                let job = spec.job_template.as_ref()?.spec.as_deref()?;
-                job.template.as_ref()?.spec.as_deref()
-            }
-        });
-        found.ok_or(ShapeError::NoPodSpec(at.path()))
-    }
-}
-
 fn describe(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
-    let inner = error.inner();
-    // serde_json appends "at line L column C", which means nothing to someone holding YAML.
-    let text = inner.to_string();
-    let text = text.split(" at line ").next().unwrap_or(&text);
+    let inner = error.inner().to_string();
     match error.path().to_string().as_str() {
-        "." | "" => text.to_owned(),
-        path => format!("{path}: {text}"),
+        "." | "" => inner,
+        path => format!("{path}: {inner}"),
     }
 }
 
 /// The one spec shape that covers every known kind: a pod spec holds containers, a workload
 /// spec holds a pod `template`, and a CronJob spec holds a `jobTemplate` whose spec holds a
 /// `template`. Field names never collide across these, so one recursive type reads them all.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Spec {
     #[serde(default)]
@@ -308,12 +252,12 @@ impl Spec {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Template {
     spec: Option<Box<Spec>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct ContainerFields {
     #[serde(default)]
     name: String,
@@ -426,7 +370,12 @@ mod tests {
 
     #[test]
     fn reports_where_the_shape_is_wrong() {
-        let pod = workload(r#"{"spec":{"containers":[{"name":"a","image":7}]}}"#);
+        let object = serde_json::json!({"spec":{"containers":[{"name":"a","image":7}]}});
+        assert!(
+            serde_json::from_value::<Workload>(object.clone()).is_err(),
+            "the fast path refuses it"
+        );
+        let pod = Workload::from_value(object);
         assert_eq!(
             pod.containers(PodSpecAt::Spec).unwrap_err().to_string(),
             "spec.containers[0].image: invalid type: integer `7`, expected a string"
