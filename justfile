@@ -100,6 +100,16 @@ e2e: (_require "docker" "kind" "kubectl") e2e-image
     step "running the e2e cases against kind"
     E2E_BACKEND=kind cargo test -p e2e --locked --test e2e
 
+# Benchmark validator-webhook against its cost floor and its peers (~15 min); results in target/bench/.
+bench *args: (_require "taskset" "oha" "go")
+    cargo build --release --locked -p validator-webhook -p validator-webhook-bench
+    target/release/bench {{ args }}
+
+# The benchmark's headline cell on validator-webhook, ceiling, controller-runtime and Flask, in under a minute.
+bench-quick *args: (_require "taskset" "oha" "go")
+    cargo build --release --locked -p validator-webhook -p validator-webhook-bench
+    target/release/bench --quick {{ args }}
+
 # Fails, saying how to install it, when a tool is missing.
 [positional-arguments]
 _require +tools:
@@ -114,6 +124,9 @@ _require +tools:
             kind) hint="go install sigs.k8s.io/kind@v0.32.0" ;;
             kubectl) hint="https://kubernetes.io/docs/tasks/tools/ (or use the one \`just control-plane\` builds)" ;;
             musl-gcc) hint="apt-get install musl-tools" ;;
+            oha) hint="cargo install oha --locked --version 1.16.0" ;;
+            taskset) hint="apt-get install util-linux" ;;
+            go) hint="install Go 1.26: https://go.dev/doc/install" ;;
             *) hint="install it" ;;
         esac
         echo "missing $tool: $hint" >&2
