@@ -1,67 +1,32 @@
 //! Image references, read the way container runtimes read them.
 //!
 //! The policy cares about one thing in a reference: its *name*, the last path component of the
-//! repository once the registry host, tag and digest are gone. Parsing is left to `oci-spec`,
-//! which follows the distribution grammar (implicit `docker.io/library/`, registry ports, tag
-//! and digest together), so `localhost:5000/app` and `app:5000` are never confused.
+//! repository once the registry host, tag and digest are gone. Parsing is left to
+//! `container_image_dist_ref`, an implementation of the distribution/reference grammar that is
+//! tested against it (registry ports, IPv6 hosts, tag and digest together), so `localhost:5000/app`
+//! and `app:5000` are never confused. It allocates nothing and uses no regex: a review's images
+//! are read in well under a microsecond each.
 
-use std::{cell::RefCell, collections::HashMap, fmt};
+use container_image_dist_ref::{ImgRef, err::Kind};
 
-use oci_spec::distribution::Reference;
-
-/// How many references each thread remembers. The same images recur in every Deployment,
-/// ReplicaSet and Pod of a workload, and parsing one costs microseconds (a regex search).
-const REMEMBERED: usize = 1024;
-
-thread_local! {
-    static PARSED: RefCell<HashMap<Box<str>, Result<ImageName, InvalidReference>>> =
-        RefCell::new(HashMap::new());
+/// The name of the image `reference` points at: the last component of its repository path.
+pub fn name_of(reference: &str) -> Result<&str, InvalidReference> {
+    let parsed =
+        ImgRef::new(reference).map_err(|error| InvalidReference::new(reference, error.kind()))?;
+    let path = parsed.path().to_str();
+    let name_length = path.rsplit('/').next().unwrap_or(path).len();
+    // The same bytes, borrowed from `reference` rather than from the parser.
+    let end = path_end(reference, &parsed);
+    Ok(&reference[end - name_length..end])
 }
 
-/// The name of an image: the last component of its repository path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageName(String);
-
-impl ImageName {
-    /// Parses `reference` and returns its name.
-    pub fn of(reference: &str) -> Result<Self, InvalidReference> {
-        PARSED.with_borrow_mut(|parsed| {
-            if let Some(known) = parsed.get(reference) {
-                return known.clone();
-            }
-            if parsed.len() >= REMEMBERED {
-                parsed.clear();
-            }
-            let name = Self::parse(reference);
-            parsed.insert(reference.into(), name.clone());
-            name
-        })
-    }
-
-    fn parse(reference: &str) -> Result<Self, InvalidReference> {
-        let parsed: Reference = reference
-            .parse()
-            .map_err(|error| InvalidReference::new(reference, error))?;
-        let repository = parsed.repository();
-        let name = repository.rsplit('/').next().unwrap_or(repository);
-        Ok(Self(name.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn starts_with_any<S: AsRef<str>>(&self, prefixes: &[S]) -> bool {
-        prefixes
-            .iter()
-            .any(|prefix| self.0.starts_with(prefix.as_ref()))
-    }
-}
-
-impl fmt::Display for ImageName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Where the repository path ends in `reference`: before any tag or digest.
+fn path_end(reference: &str, parsed: &ImgRef<'_>) -> usize {
+    let suffix = parsed.tag().map_or(0, |tag| tag.len() + 1)
+        + parsed
+            .digest()
+            .map_or(0, |digest| digest.to_str().len() + 1);
+    reference.len() - suffix
 }
 
 /// Why a string is not an image reference, in the words a user can act on.
@@ -70,16 +35,36 @@ impl fmt::Display for ImageName {
 pub struct InvalidReference(String);
 
 impl InvalidReference {
-    fn new(reference: &str, error: oci_spec::distribution::ParseError) -> Self {
-        // The grammar reports upper case as a bare format error; say what is actually wrong.
-        let explanation = if reference.is_empty() {
-            "the reference is empty".to_owned()
-        } else if reference.bytes().any(|b| b.is_ascii_uppercase())
-            && reference.to_ascii_lowercase().parse::<Reference>().is_ok()
-        {
-            "repository names must be lower case".to_owned()
-        } else {
-            error.to_string()
+    fn new(reference: &str, kind: Kind) -> Self {
+        let explanation = match kind {
+            _ if reference.is_empty() => "the reference is empty".to_owned(),
+            _ if reference.bytes().any(|b| b.is_ascii_uppercase())
+                && ImgRef::new(&reference.to_ascii_lowercase()).is_ok() =>
+            {
+                "repository names must be lower case".to_owned()
+            }
+            Kind::PortOrTagMissing | Kind::TagMissing => "the tag is empty".to_owned(),
+            Kind::TagTooLong => "the tag is longer than 128 characters".to_owned(),
+            Kind::NameTooLong | Kind::HostOrPathTooLong | Kind::PathTooLong => {
+                "the name is longer than 255 characters".to_owned()
+            }
+            Kind::PathMissing => "a path component is empty".to_owned(),
+            Kind::OciRegisteredAlgorithmWrongDigestLength => {
+                "the digest has the wrong length for its algorithm".to_owned()
+            }
+            Kind::EncodingTooShort => "the digest is shorter than 32 hex digits".to_owned(),
+            Kind::EncodedMissing
+            | Kind::EncodedInvalidChar
+            | Kind::EncodedNonLowerHex
+            | Kind::OciRegisteredDigestInvalidChar
+            | Kind::EncodingTooLong => "the digest is not lower-case hex".to_owned(),
+            Kind::AlgorithmMissing
+            | Kind::InvalidOciAlgorithm
+            | Kind::AlgorithmInvalidNumericPrefix
+            | Kind::AlgorithmInvalidChar
+            | Kind::AlgorithmTooLong => "the digest algorithm is not valid".to_owned(),
+            // Docker's own words for everything else.
+            _ => "invalid reference format".to_owned(),
         };
         Self(explanation)
     }
@@ -107,33 +92,28 @@ mod tests {
     #[case::prefix_only_in_path("example.com/msalinasc_team/app", "app")]
     #[case::prefix_only_in_tag("app:msalinasc_x", "app")]
     #[case::port_is_not_a_tag("localhost:5000/app:5000", "app")]
+    #[case::ipv6_registry("[::1]:5000/msalinasc_app:1", "msalinasc_app")]
+    #[case::separators("registry.example.com/a__b/msalinasc_c---d:tag", "msalinasc_c---d")]
     fn takes_the_last_repository_component(#[case] reference: &str, #[case] name: &str) {
-        assert_eq!(ImageName::of(reference).unwrap().as_str(), name);
+        assert_eq!(name_of(reference).unwrap(), name);
     }
 
     #[rstest]
     #[case::empty("", "the reference is empty")]
     #[case::upper_case("Nginx", "repository names must be lower case")]
-    #[case::short_digest("nginx@sha256:abc", "invalid reference format")]
-    #[case::empty_tag("nginx:", "invalid reference format")]
+    #[case::upper_case_after_a_registry(
+        "example.com/Team/app",
+        "repository names must be lower case"
+    )]
+    #[case::short_digest(
+        "nginx@sha256:abc",
+        "the digest has the wrong length for its algorithm"
+    )]
+    #[case::empty_tag("nginx:", "the tag is empty")]
     #[case::leading_space(" nginx", "invalid reference format")]
-    #[case::empty_path_component("foo//bar", "invalid reference format")]
+    #[case::empty_path_component("foo//bar", "a path component is empty")]
+    #[case::long_name(&"a".repeat(300), "the name is longer than 255 characters")]
     fn rejects_what_does_not_parse(#[case] reference: &str, #[case] why: &str) {
-        assert_eq!(ImageName::of(reference).unwrap_err().to_string(), why);
-    }
-
-    #[test]
-    fn a_remembered_reference_gives_the_same_answer() {
-        for reference in ["localhost:5000/msalinasc_app", "Nginx", "a:1", "a:1"] {
-            assert_eq!(ImageName::of(reference), ImageName::parse(reference));
-            assert_eq!(ImageName::of(reference), ImageName::parse(reference));
-        }
-    }
-
-    #[test]
-    fn matches_any_of_several_prefixes() {
-        let name = ImageName::of("team_api:2").unwrap();
-        assert!(name.starts_with_any(&["msalinasc_", "team_"]));
-        assert!(!name.starts_with_any(&["msalinasc_"]));
+        assert_eq!(name_of(reference).unwrap_err().to_string(), why);
     }
 }

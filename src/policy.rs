@@ -10,7 +10,7 @@ use kube::core::{
 };
 
 use crate::{
-    image::{ImageName, InvalidReference},
+    image::{self, InvalidReference},
     workload::{Container, PodSpecAt, ShapeError, Workload},
 };
 
@@ -115,12 +115,19 @@ impl Policy {
         self.evaluate(request).respond(request)
     }
 
+    /// Whether an image name starts with one of the allowed prefixes.
+    pub fn allows(&self, name: &str) -> bool {
+        self.prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_str()))
+    }
+
     fn violation(&self, container: &Container<'_>) -> Option<Violation> {
-        let problem = match container.image.map(ImageName::of) {
+        let problem = match container.image.map(image::name_of) {
             None => Problem::NoImage,
             Some(Err(invalid)) => Problem::Unparsable(invalid),
-            Some(Ok(name)) if name.starts_with_any(&self.prefixes) => return None,
-            Some(Ok(name)) => Problem::Unprefixed(name),
+            Some(Ok(name)) if self.allows(name) => return None,
+            Some(Ok(name)) => Problem::Unprefixed(name.to_owned()),
         };
         Some(Violation {
             path: container.path().to_string(),
@@ -263,7 +270,8 @@ pub struct Violation {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
-    Unprefixed(ImageName),
+    /// The image's name, which starts with no allowed prefix.
+    Unprefixed(String),
     Unparsable(InvalidReference),
     NoImage,
 }
