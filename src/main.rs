@@ -1,6 +1,7 @@
 use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use validator_webhook::{
     certs, check,
@@ -11,9 +12,10 @@ use validator_webhook::{
 fn main() -> ExitCode {
     match Cli::parse().into_command() {
         Command::Serve(args) => {
+            // The guard flushes the log when serving ends.
             let started = init_logging(&args.log)
                 .map_err(serve::StartError::from)
-                .and_then(|()| serve::serve(args));
+                .and_then(|_flush_on_exit| serve::serve(args));
             match started {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -48,12 +50,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(log: &LogArgs) -> Result<(), ConfigError> {
+/// Logs go to stderr from a thread of their own, in batches: a review formats its line and
+/// moves on instead of waiting for a write per denial. Nothing is dropped when the queue fills.
+fn init_logging(log: &LogArgs) -> Result<WorkerGuard, ConfigError> {
     let filter = EnvFilter::try_new(&log.log_level)
         .map_err(|e| ConfigError::LogLevel(log.log_level.clone(), e.to_string()))?;
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = NonBlockingBuilder::default()
+        // The default queue of 128k lines is preallocated: megabytes for a burst of denials.
+        .buffered_lines_limit(4096)
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(stderr);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     match log.log_format {
         LogFormat::Plain => builder.init(),
@@ -61,7 +72,8 @@ fn init_logging(log: &LogArgs) -> Result<(), ConfigError> {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(false)
             .init(),
     }
-    Ok(())
+    Ok(guard)
 }
