@@ -44,6 +44,8 @@ pub struct Reviewed {
 /// Reviews one AdmissionReview body with `policy`.
 pub fn review(policy: &Policy, body: &[u8]) -> Result<Reviewed, ReviewError> {
     let request = decode(body)?;
+    let verdict = policy.evaluate(&request);
+    // Made once the verdict is known: recording a field later would format the span twice.
     let span = tracing::info_span!(
         "review",
         uid = %request.uid,
@@ -51,12 +53,9 @@ pub fn review(policy: &Policy, body: &[u8]) -> Result<Reviewed, ReviewError> {
         namespace = %request.namespace.as_deref().unwrap_or_default(),
         name = %request.name,
         operation = %operation(&request.operation),
-        verdict = tracing::field::Empty,
+        verdict = %verdict.label(),
     );
     let _entered = span.enter();
-
-    let verdict = policy.evaluate(&request);
-    span.record("verdict", tracing::field::display(verdict.label()));
     match &verdict {
         Verdict::Denied(denial) => tracing::info!(%denial, "denied"),
         Verdict::Invalid(why) => tracing::warn!(%why, "cannot inspect"),
