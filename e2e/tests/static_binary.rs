@@ -7,7 +7,7 @@
 
 use std::{
     net::SocketAddr,
-    os::unix::fs::PermissionsExt,
+    os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -75,10 +75,11 @@ async fn serves_a_review_from_an_empty_read_only_root() {
 
     let (port, metrics) = (free_port().unwrap(), free_port().unwrap());
     // A private mount namespace in which the root is bind-mounted read-only, then chroot into it
-    // as the image's user: no libc, no /etc, no shell, nothing writable.
-    let script =
-        r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec chroot "$@""#;
-    let mut server = privileged("unshare")
+    // as the image's user: no libc, no /etc, no shell, nothing writable. `timeout` ends it even
+    // if this test dies before it can.
+    let script = r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec timeout --foreground 120 chroot "$@""#;
+    let server = privileged("unshare")
+        .process_group(0)
         .args([
             "--mount",
             "--fork",
@@ -102,12 +103,15 @@ async fn serves_a_review_from_an_empty_read_only_root() {
             "/tls/tls.key",
         ])
         .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect(
             "unshare and chroot (util-linux, coreutils) run the binary as root or through sudo",
         );
+    let mut group = Group(server);
+    let server = &mut group.0;
 
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let ca = std::fs::read(root.path().join("tls/ca.crt")).unwrap();
@@ -139,9 +143,17 @@ async fn serves_a_review_from_an_empty_read_only_root() {
             .unwrap()
             .starts_with("Invalid image name: ")
     );
+}
 
-    server.kill().unwrap();
-    server.wait().unwrap();
+/// The server's process group, stopped when the test ends however it ends.
+struct Group(std::process::Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = privileged("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
 }
 
 fn walk(dir: &Path) -> Vec<String> {
