@@ -47,7 +47,7 @@ control-plane:
 # The e2e suite against a local kube-apiserver (root or passwordless sudo: the webhook runs in a network namespace).
 e2e-local: control-plane
     cargo build -p validator-webhook --locked
-    E2E_BACKEND=local cargo test -p e2e --locked --test e2e --test pins
+    E2E_BACKEND=local cargo test -p e2e --locked --lib --test e2e --test pins
 
 # A local control plane with the webhook installed from deploy/, until Ctrl-C; prints the KUBECONFIG to use.
 cluster-up: control-plane
@@ -109,6 +109,12 @@ bench *args: (_require "taskset" "oha" "go")
 bench-quick *args: (_require "taskset" "oha" "go")
     cargo build --release --locked -p validator-webhook -p validator-webhook-bench
     target/release/bench --quick {{ args }}
+
+# What the webhook adds to dry-run creates through a local kube-apiserver, and what the API server measures of it.
+bench-apiserver *args: control-plane
+    cargo build --release --locked -p validator-webhook
+    cargo build --release --locked -p e2e --bin bench-apiserver
+    VALIDATOR_WEBHOOK_BIN=target/release/validator-webhook target/release/bench-apiserver {{ args }}
 
 # Fails, saying how to install it, when a tool is missing.
 [positional-arguments]

@@ -3,6 +3,7 @@
 //! overlay (`E2E_BACKEND=kind`, set up by `just e2e`).
 
 use std::{
+    net::SocketAddrV4,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
     time::Duration,
@@ -124,6 +125,14 @@ impl Cluster {
     /// The kubeconfig of the cluster.
     pub fn kubeconfig(&self) -> &Path {
         self.kubectl.kubeconfig()
+    }
+
+    /// Where the local webhook serves its metrics (none on kind, where it runs in pods).
+    pub fn webhook_metrics_address(&self) -> Option<SocketAddrV4> {
+        match &self.backend {
+            Backend::Local(local) => local.webhook.metrics_address(),
+            Backend::Kind => None,
+        }
     }
 
     /// A fresh, labelled namespace for one case.

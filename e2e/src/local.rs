@@ -4,7 +4,7 @@
 //! points at the test host (no kube-proxy, no controller-manager, no kubelet).
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddrV4},
     path::{Path, PathBuf},
     process::Command,
     sync::Mutex,
@@ -287,6 +287,15 @@ impl LocalWebhook {
             Some(process) => process.ensure_running(),
             None => anyhow::bail!("the webhook is stopped"),
         }
+    }
+
+    /// Where the webhook serves `/metrics`: the test host's address and the port of the
+    /// Deployment's `VALIDATOR_WEBHOOK_METRICS_LISTEN`.
+    pub fn metrics_address(&self) -> Option<SocketAddrV4> {
+        let (_, listen) = (self.container.env.iter())
+            .find(|(name, _)| name == "VALIDATOR_WEBHOOK_METRICS_LISTEN")?;
+        let port = listen.rsplit_once(':')?.1.parse().ok()?;
+        Some(SocketAddrV4::new(self.host.ip, port))
     }
 
     pub fn netns(&self) -> &str {
