@@ -70,3 +70,21 @@ pub async fn review(addr: SocketAddr, ca_pem: &[u8], review: Vec<u8>) -> Result<
     );
     Ok(reply["response"].clone())
 }
+
+/// The example review of a bad Deployment that `examples/` ships, and the uid it carries.
+pub fn bad_deployment_review() -> Result<(Vec<u8>, &'static str)> {
+    let path = crate::paths::repository().join("examples/review-bad-deployment.json");
+    let review = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((review, "705ab4f5-6393-11e8-b7cc-42010a800002"))
+}
+
+/// Checks that `response` is the policy's denial: 403 and a message naming an invalid image.
+pub fn assert_policy_denial(response: &serde_json::Value) {
+    assert_eq!(response["allowed"], false, "{response}");
+    assert_eq!(response["status"]["code"], 403, "{response}");
+    let message = response["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("Invalid image name: "),
+        "not the policy's denial: {response}"
+    );
+}

@@ -130,19 +130,10 @@ async fn serves_a_review_from_an_empty_read_only_root() {
     }
     assert!(ready, "the webhook never became ready in the empty root");
 
-    let review =
-        std::fs::read(e2e::paths::repository().join("examples/review-bad-deployment.json"))
-            .unwrap();
+    let (review, uid) = https::bad_deployment_review().unwrap();
     let response = https::review(addr, &ca, review).await.unwrap();
-    assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
-    assert_eq!(response["allowed"], false);
-    assert_eq!(response["status"]["code"], 403);
-    assert!(
-        response["status"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Invalid image name: ")
-    );
+    assert_eq!(response["uid"], uid);
+    https::assert_policy_denial(&response);
 }
 
 /// The server's process group, stopped when the test ends however it ends.
