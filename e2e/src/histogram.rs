@@ -118,13 +118,6 @@ impl Histogram {
         }
         None
     }
-
-    /// The share of calls that finished within `bound` seconds, when `bound` is a bucket edge.
-    pub fn share_within(&self, bound: f64) -> Option<f64> {
-        let total = self.buckets.last()?.1;
-        let (_, count) = self.buckets.iter().find(|(b, _)| *b == bound)?;
-        (total > 0).then(|| *count as f64 / total as f64)
-    }
 }
 
 fn label<'a>(series: &'a str, name: &str) -> Option<&'a str> {
@@ -217,6 +210,5 @@ mod tests {
         // Rank 50 of 90 in [0, 5 ms]; rank 99 is 9 of 10 in (5 ms, 25 ms].
         assert!((histogram.quantile(0.5).unwrap() - 0.005 * 50.0 / 90.0).abs() < 1e-12);
         assert!((histogram.quantile(0.99).unwrap() - (0.005 + 0.020 * 0.9)).abs() < 1e-12);
-        assert_eq!(histogram.share_within(0.005), Some(0.9));
     }
 }
