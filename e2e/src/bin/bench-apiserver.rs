@@ -198,22 +198,32 @@ fn typical_deployment() -> Result<Deployment> {
     let review: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
         .with_context(|| format!("{} is not JSON", path.display()))?;
     let mut object = review["request"]["object"].clone();
+    forget_server_fields(&mut object).context("no request.object")?;
+    object["metadata"]
+        .as_object_mut()
+        .context("no metadata")?
+        .remove("namespace");
+    Ok(serde_json::from_value(object)?)
+}
+
+/// Removes the status and the metadata the API server sets, so the object can be sent as a
+/// client would.
+fn forget_server_fields(object: &mut Value) -> Result<()> {
     object
         .as_object_mut()
-        .context("no request.object")?
+        .context("not an object")?
         .remove("status");
     let metadata = object["metadata"].as_object_mut().context("no metadata")?;
     for field in [
-        "namespace",
         "uid",
+        "resourceVersion",
         "generation",
         "creationTimestamp",
         "managedFields",
-        "resourceVersion",
     ] {
         metadata.remove(field);
     }
-    Ok(serde_json::from_value(object)?)
+    Ok(())
 }
 
 /// The shipped ValidatingWebhookConfiguration, kept so it can be deleted and put back.
@@ -229,16 +239,7 @@ impl Configuration {
             "json",
         ])?;
         let mut object: Value = serde_json::from_str(&text)?;
-        let metadata = object["metadata"].as_object_mut().context("no metadata")?;
-        for field in [
-            "uid",
-            "resourceVersion",
-            "generation",
-            "creationTimestamp",
-            "managedFields",
-        ] {
-            metadata.remove(field);
-        }
+        forget_server_fields(&mut object)?;
         let file = work.join("validatingwebhookconfiguration.json");
         std::fs::write(&file, object.to_string())?;
         Ok(Self(file))
