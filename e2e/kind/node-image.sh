@@ -65,10 +65,10 @@ coredns_version="$(module_version "${script_dir}/coredns/go.mod" github.com/core
 node_image="validator-webhook/kind-node:${k8s_version}"
 cache_dir="${VALIDATOR_WEBHOOK_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/validator-webhook}/kind"
 kind_bin="${cache_dir}/bin/kind-${kind_version}"
-# Whatever decides the image's content is in its key: versions and this recipe.
-recipe_hash="$(cat "${BASH_SOURCE[0]}" "${k8s_mod_dir}/go.sum" "${script_dir}"/*/go.sum "${script_dir}/go.sum" |
-    sha256sum | cut -c1-12)"
-key="k8s-${k8s_version}-kind-${kind_version}-containerd-${containerd_version}-crictl-${crictl_version}-coredns-${coredns_version}-etcd-${etcd_version}-${recipe_hash}"
+# The key names everything that decides the image's content; bump recipe_revision whenever this
+# script changes what goes into the image, so every cache built by an older recipe is rebuilt.
+recipe_revision=1
+key="k8s-${k8s_version}-kind-${kind_version}-containerd-${containerd_version}-crictl-${crictl_version}-coredns-${coredns_version}-etcd-${etcd_version}-r${recipe_revision}"
 cache_tarball="${cache_dir}/node-${key}.tar.zst"
 key_label=io.github.msalinasc.validator-webhook.kind-node-key
 
@@ -174,7 +174,9 @@ built_images=()
 cleanup() {
     [[ -n "${container}" ]] && docker rm -f -v "${container}" >/dev/null 2>&1
     [[ ${#built_images[@]} -gt 0 ]] && docker image rm "${built_images[@]}" >/dev/null 2>&1
-    rm -rf "${work}"
+    # An interrupted debootstrap leaves /proc and /sys mounted in its target: never rm through them.
+    findmnt -rn -o TARGET | { grep "^${work}/" || true; } | sort -r | xargs -r umount -l
+    rm -rf --one-file-system "${work}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
