@@ -70,11 +70,16 @@ image: (_require "docker" "musl-gcc") _docker
     set -euo pipefail
     rustup target add {{ musl_target }} >/dev/null 2>&1
     cargo build --release --locked -p validator-webhook --target {{ musl_target }}
-    context="$(mktemp -d)"
-    trap 'rm -rf "$context"' EXIT
-    cp target/{{ musl_target }}/release/validator-webhook "$context/"
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    mkdir "$work/context"
+    cp target/{{ musl_target }}/release/validator-webhook "$work/context/"
     version="$(cargo pkgid -p validator-webhook | sed 's/.*[@#]//')"
-    DOCKER_BUILDKIT=0 docker build --quiet --tag {{ image }} --file Dockerfile.binary --build-arg VERSION="$version" "$context" >/dev/null
+    if ! DOCKER_BUILDKIT=0 docker build --tag {{ image }} --file Dockerfile.binary --build-arg VERSION="$version" "$work/context" >"$work/build.log" 2>&1; then
+        cat "$work/build.log" >&2
+        echo "docker build of {{ image }} from Dockerfile.binary failed" >&2
+        exit 1
+    fi
     size="$(docker image inspect {{ image }} --format '{{{{.Size}}')"
     echo "built {{ image }}: $size bytes ($((size / 1000)) kB)"
     [ "$size" -lt 15000000 ] || { echo "{{ image }} is $size bytes, over the 15 MB budget" >&2; exit 1; }
