@@ -346,9 +346,9 @@ fn same_objects(chart: Vec<Value>, overlay: Vec<Value>, only_in_overlay: &[&str]
                     drop_labels(&mut object, &BASE_LABELS);
                 }
                 if object != expected {
-                    differences.push(format!(
-                        "{key} differs:\n  chart:   {object}\n  overlay: {expected}"
-                    ));
+                    let mut paths = Vec::new();
+                    differing_paths(&object, &expected, "", &mut paths);
+                    differences.push(format!("{key} differs at {}", paths.join(", ")));
                 }
             }
             None => differences.push(format!("{key} is only in the chart")),
@@ -363,6 +363,29 @@ fn same_objects(chart: Vec<Value>, overlay: Vec<Value>, only_in_overlay: &[&str]
     }
     ensure!(differences.is_empty(), "{}", differences.join("\n"));
     Ok(())
+}
+
+/// Where `chart` and `overlay` differ, as JSON pointers with both values.
+fn differing_paths(chart: &Value, overlay: &Value, at: &str, paths: &mut Vec<String>) {
+    match (chart, overlay) {
+        (Value::Object(c), Value::Object(o)) => {
+            let keys: BTreeSet<&String> = c.keys().chain(o.keys()).collect();
+            for key in keys {
+                let (c, o) = (
+                    c.get(key).unwrap_or(&Value::Null),
+                    o.get(key).unwrap_or(&Value::Null),
+                );
+                differing_paths(c, o, &format!("{at}/{key}"), paths);
+            }
+        }
+        (Value::Array(c), Value::Array(o)) if c.len() == o.len() => {
+            for (i, (c, o)) in c.iter().zip(o).enumerate() {
+                differing_paths(c, o, &format!("{at}/{i}"), paths);
+            }
+        }
+        _ if chart != overlay => paths.push(format!("{at} (chart {chart}, overlay {overlay})")),
+        _ => {}
+    }
 }
 
 /// The overlay's render, with the certificate `validator-webhook certs` makes for it.
