@@ -44,6 +44,15 @@ check *files:
 control-plane:
     @if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then echo "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"; else e2e/control-plane/build.sh >/dev/null; fi
 
+# Build the pinned Helm once (cached by version, like the control plane).
+helm:
+    @e2e/helm/build.sh >/dev/null
+
+# The Helm chart: lint, renders with every feature off and on, server-side dry runs, the same objects as deploy/, upgrades, the values table.
+chart: control-plane helm
+    cargo build -p validator-webhook --locked
+    cargo test -p e2e --locked --test chart
+
 # The e2e suite against a local kube-apiserver (root or passwordless sudo: the webhook runs in a network namespace).
 e2e-local: control-plane
     cargo build -p validator-webhook --locked
