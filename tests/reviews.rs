@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rstest::rstest;
 use serde_json::Value;
-use validator_webhook::{policy::Policy, review};
+use validator_webhook::{policy::Policy, webhook::review};
 
 fn snapshot_name(path: &Path) -> String {
     format!("review__{}", path.file_stem().unwrap().to_string_lossy())
