@@ -21,7 +21,7 @@ use support::{
     review_request,
 };
 use tokio::time::Instant;
-use validator_webhook::{metrics::ReviewLabels, server::Timeouts};
+use validator_webhook::webhook::{metrics::ReviewLabels, server::Timeouts};
 
 const HTTP1: &[u8] = b"http/1.1";
 const HTTP2: &[u8] = b"h2";
@@ -216,6 +216,11 @@ async fn keep_alive_clients_sending_through_a_shutdown_lose_no_request() {
         operation: "CREATE",
         verdict: "denied",
     };
-    let reviewed = server.app.metrics().reviews.get_or_create(&labels).get();
+    let reviewed = server
+        .webhook
+        .metrics()
+        .reviews
+        .get_or_create(&labels)
+        .get();
     assert_eq!(reviewed, answered as u64);
 }

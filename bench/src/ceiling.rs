@@ -3,18 +3,16 @@
 //! reading each request body in full and answering one fixed, pre-serialised AdmissionReview
 //! without parsing anything. What validator-webhook costs above this is the cost of reviewing.
 
-use std::{convert::Infallible, path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Full};
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use validator_webhook::{
+use validator_webhook::webhook::{
     metrics::Metrics,
-    server::{self, HANDSHAKE_TIMEOUT, Timeouts},
+    server::{Handler, Server, Timeouts},
     tls::{self, CertStore, Loaded},
 };
 
@@ -39,41 +37,26 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Ceili
     Ok(tls::server_config(Arc::new(certificates))?)
 }
 
-/// Serves `listener` until the process is stopped.
+/// Serves `listener` until the process is stopped: the webhook's own server (limits,
+/// timeouts, drain), so the only difference is the answer.
 pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig) {
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
-    // The webhook's own listener settings, so the only difference is the answer.
-    let builder = Arc::new(server::http_builder(&Timeouts::default()));
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            // Out of file descriptors, most likely: back off rather than spin.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        server::prepare(&stream, peer);
-        let (acceptor, builder) = (acceptor.clone(), builder.clone());
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            else {
-                return;
-            };
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service_fn(answer))
-                .await;
-        });
-    }
+    let server = Server::new(listener, tls, Arc::new(FixedAnswer), Timeouts::default());
+    server.run(std::future::pending()).await;
 }
 
-async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    // Read the whole review, as any webhook must, and drop it unread.
-    let _ = request.into_body().collect().await;
-    let mut response = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+/// Reads the whole review, as any webhook must, and answers [`ANSWER`] without parsing it.
+struct FixedAnswer;
+
+impl Handler for FixedAnswer {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let _ = request.into_body().collect().await;
+        let mut response = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
 }
 
 #[cfg(test)]

@@ -12,17 +12,20 @@ use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
 use tokio_rustls::{TlsConnector, client::TlsStream};
 use validator_webhook::{
-    http::App,
-    metrics::Metrics,
+    pki::SelfSigned,
     policy::Policy,
-    server::{Server, Timeouts},
-    tls::{CertStore, SelfSigned},
+    webhook::{
+        handler::Webhook,
+        metrics::{self, Metrics},
+        server::{self as webhook_server, Server, Timeouts},
+        tls::{CertStore, Loaded},
+    },
 };
 
 pub struct TestServer {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    pub app: Arc<App>,
+    pub webhook: Arc<Webhook>,
     shutdown: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<()>,
 }
@@ -31,29 +34,32 @@ impl TestServer {
     /// Serves `certificates` with the default policy on free loopback ports.
     pub async fn start(certificates: Arc<CertStore>, timeouts: Timeouts) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let app = Arc::new(App::new(Policy::default(), metrics));
-        Self::start_app(certificates, timeouts, app).await
-    }
-
-    pub async fn start_app(
-        certificates: Arc<CertStore>,
-        timeouts: Timeouts,
-        app: Arc<App>,
-    ) -> Self {
+        let webhook = Arc::new(Webhook::new(Policy::default(), metrics.clone()));
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let tls = validator_webhook::tls::server_config(certificates).unwrap();
-        let server = Server::bind(loopback, loopback, tls, app.clone(), timeouts)
+        let tls = validator_webhook::webhook::tls::server_config(certificates).unwrap();
+        let listener = webhook_server::listen(loopback, "--listen").await.unwrap();
+        let metrics_listener = webhook_server::listen(loopback, "--metrics-listen")
             .await
             .unwrap();
-        let (addr, metrics_addr) = (server.local_addr(), server.metrics_addr());
+        let metrics_addr = metrics_listener.local_addr().unwrap();
+        let server = Server::new(listener, tls, webhook.clone(), timeouts)
+            .with_readiness(webhook.readiness())
+            .with_handshake_failures(metrics.tls_handshake_failures.clone());
+        let addr = server.local_addr();
         let (shutdown, signal) = oneshot::channel();
-        let task = tokio::spawn(server.run(async {
-            let _ = signal.await;
-        }));
+        let task = tokio::spawn(async move {
+            let metrics_task = tokio::spawn(metrics::serve(metrics_listener, metrics));
+            server
+                .run(async {
+                    let _ = signal.await;
+                })
+                .await;
+            metrics_task.abort();
+        });
         Self {
             addr,
             metrics_addr,
-            app,
+            webhook,
             shutdown: Some(shutdown),
             task,
         }
@@ -83,7 +89,7 @@ pub fn localhost_certificate() -> SelfSigned {
 
 pub fn fixed_store(certificate: &SelfSigned) -> Arc<CertStore> {
     Arc::new(CertStore::fixed(
-        certificate.load().unwrap(),
+        Loaded::generated(certificate).unwrap(),
         Arc::new(Metrics::default()),
     ))
 }

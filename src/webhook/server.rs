@@ -1,5 +1,5 @@
-//! The listeners: reviews over HTTPS (HTTP/1.1 and HTTP/2), metrics over plain HTTP, and a
-//! shutdown that loses no review:
+//! The one accept loop: any [`Handler`] over HTTPS (HTTP/1.1 and HTTP/2), with the handshake and
+//! header timeouts, and a shutdown that loses no request:
 //!
 //! 1. on the signal, readiness turns off and every HTTP/1.1 response carries
 //!    `Connection: close`, so keep-alive clients move to another replica;
@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderValue, Version, header};
+use http::{HeaderValue, Request, Response, Version, header};
 use hyper::service::service_fn;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -31,7 +31,10 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use crate::{http::App, metrics};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
 
 /// How long a client may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +49,43 @@ pub enum ServeError {
         flag: &'static str,
         source: std::io::Error,
     },
+}
+
+/// Anything that answers a request: the webhook's routes, or a fixed answer for a benchmark.
+/// Every limit and timeout of the connection is the server's; reading the body is the handler's.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+}
+
+/// Whether the server takes new work. The server clears it when shutdown starts; a handler
+/// reports it (the webhook on `/readyz`).
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+}
+
+/// Binds `addr`, naming the flag that set it if that fails.
+pub async fn listen(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, flag, source })
 }
 
 /// How long the server keeps serving, not ready, after the shutdown signal.
@@ -79,45 +119,47 @@ impl Default for Timeouts {
     }
 }
 
-/// Bound, but not yet serving: the addresses are known (port 0 gets a free port).
-pub struct Server {
-    webhook: TcpListener,
-    metrics: TcpListener,
+/// Bound, but not yet serving: the address is known (port 0 gets a free port).
+pub struct Server<H> {
+    listener: TcpListener,
     tls: TlsAcceptor,
-    app: Arc<App>,
+    handler: Arc<H>,
     timeouts: Timeouts,
+    readiness: Readiness,
+    handshake_failures: Counter,
 }
 
-impl Server {
-    pub async fn bind(
-        listen: SocketAddr,
-        metrics_listen: SocketAddr,
+impl<H: Handler> Server<H> {
+    pub fn new(
+        listener: TcpListener,
         tls: rustls::ServerConfig,
-        app: Arc<App>,
+        handler: Arc<H>,
         timeouts: Timeouts,
-    ) -> Result<Self, ServeError> {
-        let bind = |addr, flag| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind { addr, flag, source })
-        };
-        Ok(Self {
-            webhook: bind(listen, "--listen").await?,
-            metrics: bind(metrics_listen, "--metrics-listen").await?,
+    ) -> Self {
+        Self {
+            listener,
             tls: TlsAcceptor::from(Arc::new(tls)),
-            app,
+            handler,
             timeouts,
-        })
+            readiness: Readiness::default(),
+            handshake_failures: Counter::default(),
+        }
+    }
+
+    /// The flag to clear when shutdown starts.
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// Where to count connections whose TLS handshake failed or timed out.
+    pub fn with_handshake_failures(mut self, counter: Counter) -> Self {
+        self.handshake_failures = counter;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.webhook
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-    }
-
-    pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics
+        self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
@@ -126,26 +168,27 @@ impl Server {
     /// then stops accepting and drains.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Self {
-            webhook,
-            metrics,
+            listener,
             tls,
-            app,
+            handler,
             timeouts,
+            readiness,
+            handshake_failures,
         } = self;
-        let metrics_task = tokio::spawn(serve_metrics(metrics, app.clone()));
         let builder = Arc::new(http_builder(&timeouts));
         let (drain, draining) = watch::channel(false);
         let connections = Connections {
             tls,
             builder,
-            app: app.clone(),
+            handler,
             timeouts,
+            handshake_failures,
             closing: Arc::new(AtomicBool::new(false)),
             draining,
         };
 
-        connections.accept_until(&webhook, shutdown).await;
-        app.set_ready(false);
+        connections.accept_until(&listener, shutdown).await;
+        readiness.set(false);
         connections.closing.store(true, Ordering::Relaxed);
         if !timeouts.shutdown_delay.is_zero() {
             tracing::info!(
@@ -153,16 +196,16 @@ impl Server {
                 "shutting down: not ready, serving on until the endpoint is gone"
             );
             let delay = tokio::time::sleep(timeouts.shutdown_delay);
-            connections.accept_until(&webhook, delay).await;
+            connections.accept_until(&listener, delay).await;
         }
 
-        drop(webhook);
+        drop(listener);
         let Connections { draining, .. } = connections;
         drop(draining);
         let _ = drain.send(true);
         tracing::info!(
             open = drain.receiver_count(),
-            "no new connections; draining reviews in flight"
+            "no new connections; draining requests in flight"
         );
         match tokio::time::timeout(timeouts.drain, drain.closed()).await {
             Ok(()) => tracing::info!("drained"),
@@ -170,12 +213,11 @@ impl Server {
                 tracing::warn!(deadline = ?timeouts.drain, "connections still open at the deadline; closing them")
             }
         }
-        metrics_task.abort();
     }
 }
 
-/// The HTTP/1.1 and HTTP/2 settings of the webhook listener.
-pub fn http_builder(timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
+/// The HTTP/1.1 and HTTP/2 settings of the listener.
+fn http_builder(timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -191,7 +233,7 @@ pub fn http_builder(timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
 }
 
 /// Socket options of an accepted connection.
-pub fn prepare(stream: &TcpStream, peer: SocketAddr) {
+fn prepare(stream: &TcpStream, peer: SocketAddr) {
     // Replies are small and written whole: Nagle's algorithm would only hold them back until
     // the client's delayed ACK (40 ms on Linux).
     if let Err(error) = stream.set_nodelay(true) {
@@ -199,12 +241,13 @@ pub fn prepare(stream: &TcpStream, peer: SocketAddr) {
     }
 }
 
-/// What every connection of the webhook listener shares.
-struct Connections {
+/// What every connection of the listener shares.
+struct Connections<H> {
     tls: TlsAcceptor,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    app: Arc<App>,
+    handler: Arc<H>,
     timeouts: Timeouts,
+    handshake_failures: Counter,
     /// Set once shutdown starts: HTTP/1.1 responses then end their connection.
     closing: Arc<AtomicBool>,
     /// Turns true when the listener has closed and connections must wind down; the server
@@ -212,7 +255,7 @@ struct Connections {
     draining: watch::Receiver<bool>,
 }
 
-impl Connections {
+impl<H: Handler> Connections<H> {
     /// Accepts connections until `stop` completes.
     async fn accept_until(&self, listener: &TcpListener, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
@@ -234,28 +277,30 @@ impl Connections {
         }
     }
 
-    fn connection(&self) -> Connection {
+    fn connection(&self) -> Connection<H> {
         Connection {
             tls: self.tls.clone(),
             builder: self.builder.clone(),
-            app: self.app.clone(),
+            handler: self.handler.clone(),
             timeouts: self.timeouts,
+            handshake_failures: self.handshake_failures.clone(),
             closing: self.closing.clone(),
             draining: self.draining.clone(),
         }
     }
 }
 
-struct Connection {
+struct Connection<H> {
     tls: TlsAcceptor,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    app: Arc<App>,
+    handler: Arc<H>,
     timeouts: Timeouts,
+    handshake_failures: Counter,
     closing: Arc<AtomicBool>,
     draining: watch::Receiver<bool>,
 }
 
-impl Connection {
+impl<H: Handler> Connection<H> {
     /// Serves one connection; `self` (and with it a receiver of `draining`) lives until the
     /// connection has ended, which is what the drain waits for.
     async fn serve(self, stream: TcpStream, peer: SocketAddr) {
@@ -266,12 +311,12 @@ impl Connection {
                 Err(_) => return self.handshake_failed(peer, &"timed out"),
             };
         let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-        let (app, closing) = (self.app.clone(), self.closing.clone());
-        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            let (app, closing) = (app.clone(), closing.clone());
+        let (handler, closing) = (self.handler.clone(), self.closing.clone());
+        let service = service_fn(move |request: Request<Incoming>| {
+            let (handler, closing) = (handler.clone(), closing.clone());
             async move {
                 let version = request.version();
-                let mut response = app.handle(request).await;
+                let mut response = handler.handle(request).await;
                 // HTTP/2 says the same with GOAWAY, once the listener closes.
                 if version < Version::HTTP_2 && closing.load(Ordering::Relaxed) {
                     response
@@ -310,7 +355,7 @@ impl Connection {
     }
 
     fn handshake_failed(&self, peer: SocketAddr, error: &dyn std::fmt::Display) {
-        self.app.metrics().tls_handshake_failures.inc();
+        self.handshake_failures.inc();
         tracing::debug!(%peer, %error, "TLS handshake failed");
     }
 }
@@ -319,47 +364,4 @@ fn log_end(peer: SocketAddr, result: Result<(), Box<dyn std::error::Error + Send
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
-}
-
-async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(metrics_response(&app, request.uri().path())) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-fn metrics_response(app: &App, path: &str) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-    let (status, content_type, body) = match path {
-        "/metrics" => (
-            http::StatusCode::OK,
-            metrics::CONTENT_TYPE,
-            app.metrics().encode(),
-        ),
-        _ => (
-            http::StatusCode::NOT_FOUND,
-            "text/plain",
-            "metrics are served on /metrics\n".to_owned(),
-        ),
-    };
-    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    response
 }

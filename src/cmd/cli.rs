@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::policy::{DEFAULT_PREFIX, Policy};
+use crate::policy::{DEFAULT_PREFIX, Policy, PrefixError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -238,7 +238,7 @@ pub enum ConfigError {
         missing: &'static str,
     },
     #[error("invalid --allowed-prefix: {0}")]
-    Prefix(crate::policy::PrefixError),
+    Prefix(PrefixError),
     #[error("invalid --log-level {0:?}: {1}")]
     LogLevel(String, String),
 }
