@@ -14,7 +14,7 @@ use kube::core::{
 
 use self::{
     image::InvalidReference,
-    workload::{Container, PodSpecAt, ShapeError, Workload},
+    workload::{Container, ContainerList, PodSpecAt, ShapeError, Workload},
 };
 
 /// What the policy reads of an admission request.
@@ -143,6 +143,7 @@ impl Policy {
 
     fn violation(&self, container: &Container<'_>) -> Option<Violation> {
         let problem = match container.image.map(image::name_of) {
+            None if container.list == ContainerList::ImageVolumes => Problem::NoReference,
             None => Problem::NoImage,
             Some(Err(invalid)) => Problem::Unparsable(invalid),
             Some(Ok(name)) if self.allows(name) => return None,
@@ -237,6 +238,8 @@ pub enum Problem {
     Unprefixed(String),
     Unparsable(InvalidReference),
     NoImage,
+    /// An image volume whose `image` source names no `reference`.
+    NoReference,
 }
 
 impl Violation {
@@ -250,6 +253,7 @@ impl Violation {
         write!(f, "{path} {container:?}: ")?;
         match problem {
             Problem::NoImage => f.write_str("has no image"),
+            Problem::NoReference => f.write_str("is an image volume without a reference"),
             Problem::Unparsable(why) => {
                 write!(f, "image {image:?} is not a valid image reference ({why})")
             }

@@ -1,4 +1,5 @@
-//! Where each workload kind keeps its pod spec, and every container in it.
+//! Where each workload kind keeps its pod spec, and every image in it: containers, init and
+//! ephemeral containers, and image volumes.
 //!
 //! An admitted object arrives as JSON that can be megabytes long (`managedFields`, annotations,
 //! status). [`Workload`] reads only the object's name and the container lists of its pod spec,
@@ -22,6 +23,8 @@ pub enum PodSpecAt {
     Template,
     /// CronJob: `spec.jobTemplate.spec.template.spec`.
     JobTemplate,
+    /// PodTemplate: `template.spec`.
+    PodTemplate,
 }
 
 impl PodSpecAt {
@@ -33,6 +36,7 @@ impl PodSpecAt {
             | ("batch", "Job")
             | ("", "ReplicationController") => Some(Self::Template),
             ("batch", "CronJob") => Some(Self::JobTemplate),
+            ("", "PodTemplate") => Some(Self::PodTemplate),
             _ => None,
         }
     }
@@ -43,38 +47,50 @@ impl PodSpecAt {
             Self::Spec => "spec",
             Self::Template => "spec.template.spec",
             Self::JobTemplate => "spec.jobTemplate.spec.template.spec",
+            Self::PodTemplate => "template.spec",
         }
     }
 }
 
-/// The container lists of a pod spec, in the order the kubelet starts them.
+/// The lists of a pod spec that make the node pull an image: the container lists, in the order
+/// the kubelet starts them, then the volumes whose source is an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerList {
     Init,
     Regular,
     Ephemeral,
+    /// `volumes` entries with an `image` source; the image is its `reference`.
+    ImageVolumes,
 }
 
 impl ContainerList {
-    pub const ALL: [Self; 3] = [Self::Init, Self::Regular, Self::Ephemeral];
+    pub const ALL: [Self; 4] = [
+        Self::Init,
+        Self::Regular,
+        Self::Ephemeral,
+        Self::ImageVolumes,
+    ];
 
     pub fn field(self) -> &'static str {
         match self {
             Self::Init => "initContainers",
             Self::Regular => "containers",
             Self::Ephemeral => "ephemeralContainers",
+            Self::ImageVolumes => "volumes",
         }
     }
 }
 
-/// One container of a pod spec, with where it sits.
+/// One container (or image volume) of a pod spec, with where it sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Container<'a> {
     pub at: PodSpecAt,
     pub list: ContainerList,
+    /// The index in its list; for an image volume, among all volumes.
     pub index: usize,
     pub name: &'a str,
-    /// `None` when the container has no `image` field at all.
+    /// `None` when the container has no `image` field at all, or the image volume no
+    /// `reference`.
     pub image: Option<&'a str>,
 }
 
@@ -110,14 +126,17 @@ pub struct Workload {
     /// Name, generated name and namespace; the rest of the metadata is never read.
     metadata: ObjectMeta,
     spec: Result<Option<Spec>, ShapeError>,
+    /// A PodTemplate's `template`, which sits beside `metadata` rather than under `spec`.
+    template: Option<Template>,
 }
 
 impl Workload {
-    /// Every container of the pod spec at `at`, init containers first.
+    /// Every container of the pod spec at `at`, init containers first, then its image volumes.
     pub fn containers(&self, at: PodSpecAt) -> Result<Vec<Container<'_>>, ShapeError> {
         let spec = self.pod_spec(at)?;
         let containers = ContainerList::ALL
             .into_iter()
+            .filter(|list| *list != ContainerList::ImageVolumes)
             .flat_map(|list| {
                 spec.list(list)
                     .iter()
@@ -129,9 +148,18 @@ impl Workload {
                         name: &c.name,
                         image: c.image.as_deref(),
                     })
+            });
+        let image_volumes = spec.volumes.iter().enumerate().filter_map(|(index, v)| {
+            let image = v.image.as_ref()?;
+            Some(Container {
+                at,
+                list: ContainerList::ImageVolumes,
+                index,
+                name: &v.name,
+                image: image.reference.as_deref(),
             })
-            .collect();
-        Ok(containers)
+        });
+        Ok(containers.chain(image_volumes).collect())
     }
 
     /// Reads an object that did not fit the expected shape, keeping the reason with its path.
@@ -141,13 +169,19 @@ impl Workload {
             Err(error) => Self {
                 metadata: ObjectMeta::default(),
                 spec: Err(ShapeError::Malformed(describe(&error))),
+                template: None,
             },
         }
     }
 
     fn pod_spec(&self, at: PodSpecAt) -> Result<&Spec, ShapeError> {
         let spec = self.spec.as_ref().map_err(Clone::clone)?;
+        if at == PodSpecAt::PodTemplate {
+            let found = self.template.as_ref().and_then(|t| t.spec.as_deref());
+            return found.ok_or(ShapeError::NoPodSpec(at.path()));
+        }
         let found = spec.as_ref().and_then(|spec| match at {
+            PodSpecAt::PodTemplate => None,
             PodSpecAt::Spec => Some(spec),
             PodSpecAt::Template => spec.template.as_ref()?.spec.as_deref(),
             PodSpecAt::JobTemplate => {
@@ -172,6 +206,7 @@ impl From<Fields> for Workload {
         Self {
             metadata: fields.metadata,
             spec: Ok(fields.spec),
+            template: fields.template,
         }
     }
 }
@@ -216,6 +251,7 @@ struct Fields {
     #[serde(default, deserialize_with = "lean_metadata")]
     metadata: ObjectMeta,
     spec: Option<Spec>,
+    template: Option<Template>,
 }
 
 fn describe(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
@@ -238,6 +274,8 @@ struct Spec {
     init_containers: Vec<ContainerFields>,
     #[serde(default)]
     ephemeral_containers: Vec<ContainerFields>,
+    #[serde(default)]
+    volumes: Vec<VolumeFields>,
     template: Option<Template>,
     job_template: Option<Template>,
 }
@@ -248,6 +286,7 @@ impl Spec {
             ContainerList::Init => &self.init_containers,
             ContainerList::Regular => &self.containers,
             ContainerList::Ephemeral => &self.ephemeral_containers,
+            ContainerList::ImageVolumes => &[],
         }
     }
 }
@@ -262,6 +301,19 @@ struct ContainerFields {
     #[serde(default)]
     name: String,
     image: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct VolumeFields {
+    #[serde(default)]
+    name: String,
+    /// Set only for an image volume; other volume sources are skipped.
+    image: Option<ImageSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ImageSource {
+    reference: Option<String>,
 }
 
 fn lean_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
@@ -310,6 +362,7 @@ mod tests {
                 kind("batch", "CronJob"),
                 Some("spec.jobTemplate.spec.template.spec"),
             ),
+            (kind("", "PodTemplate"), Some("template.spec")),
             (kind("", "ConfigMap"), None),
             (kind("example.com", "Deployment"), None),
         ];
@@ -343,6 +396,48 @@ mod tests {
                     Some("busybox")
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn lists_image_volumes_by_their_index_among_all_volumes() {
+        let pod = workload(
+            r#"{"spec":{"containers":[{"name":"a","image":"x"}],"volumes":[
+                {"name":"scratch","emptyDir":{}},
+                {"name":"tools","image":{"reference":"tools:1"}},
+                {"name":"bare","image":{"pullPolicy":"Always"}}]}}"#,
+        );
+        let listed: Vec<_> = pod
+            .containers(PodSpecAt::Spec)
+            .unwrap()
+            .iter()
+            .map(|c| (c.path().to_string(), c.name, c.image))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("spec.containers[0]".to_owned(), "a", Some("x")),
+                ("spec.volumes[1]".to_owned(), "tools", Some("tools:1")),
+                ("spec.volumes[2]".to_owned(), "bare", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_a_pod_templates_spec_beside_its_metadata() {
+        let template = workload(
+            r#"{"metadata":{"name":"t"},"template":{"spec":{"containers":[{"name":"c","image":"y"}]}}}"#,
+        );
+        let containers = template.containers(PodSpecAt::PodTemplate).unwrap();
+        assert_eq!(
+            containers[0].path().to_string(),
+            "template.spec.containers[0]"
+        );
+        assert_eq!(
+            workload(r#"{"metadata":{"name":"t"}}"#)
+                .containers(PodSpecAt::PodTemplate)
+                .unwrap_err(),
+            ShapeError::NoPodSpec("template.spec")
         );
     }
 
