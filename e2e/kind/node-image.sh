@@ -67,7 +67,7 @@ cache_dir="${VALIDATOR_WEBHOOK_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/vali
 kind_bin="${cache_dir}/bin/kind-${kind_version}"
 # The key names everything that decides the image's content; bump recipe_revision whenever this
 # script changes what goes into the image, so every cache built by an older recipe is rebuilt.
-recipe_revision=1
+recipe_revision=2
 key="k8s-${k8s_version}-kind-${kind_version}-containerd-${containerd_version}-crictl-${crictl_version}-coredns-${coredns_version}-etcd-${etcd_version}-r${recipe_revision}"
 cache_tarball="${cache_dir}/node-${key}.tar.zst"
 key_label=io.github.msalinasc.validator-webhook.kind-node-key
@@ -204,7 +204,8 @@ mirror="$({
         }'
 } | sed -n 1p)"
 [[ -n "${mirror}" ]] || die "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d: debootstrap needs one."
-packages=systemd,systemd-sysv,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,e2fsprogs,bash,ca-certificates,procps,runc,containernetworking-plugins,socat
+# jq: kind's createContainer hook (mount-product-files.sh) runs it in every container start.
+packages=systemd,systemd-sysv,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,e2fsprogs,bash,ca-certificates,procps,runc,containernetworking-plugins,socat,jq
 rootfs_tarball="${cache_dir}/debian-${suite}-$(printf '%s %s' "${packages}" "${mirror}" | sha256sum | cut -c1-12).tar"
 if [[ ! -f "${rootfs_tarball}" ]]; then
     timed "debootstrap --variant=minbase ${suite} from ${mirror}" \
@@ -212,6 +213,7 @@ if [[ ! -f "${rootfs_tarball}" ]]; then
     rm -rf "${work}/debian/var/cache/apt/archives/"*.deb "${work}/debian/var/lib/apt/lists/"*
     tar -C "${work}/debian" --numeric-owner -cf "${rootfs_tarball}.tmp" .
     mv -f "${rootfs_tarball}.tmp" "${rootfs_tarball}"
+    find "${cache_dir}" -maxdepth 1 -name 'debian-*.tar' ! -name "$(basename "${rootfs_tarball}")" -delete
     rm -rf "${work}/debian"
 else
     step "Debian ${suite} root file system from ${rootfs_tarball}"
