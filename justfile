@@ -23,7 +23,7 @@ lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
     hadolint Dockerfile Dockerfile.binary
     actionlint
-    shellcheck .ci/run e2e/control-plane/build.sh e2e/kind/engine.sh e2e/kind/node-image.sh e2e/kind/runc-without-sys-resource
+    shellcheck .ci/run e2e/control-plane/build.sh e2e/kind/engine.sh e2e/kind/node-image.sh e2e/kind/post-create.sh e2e/kind/runc-without-sys-resource
     .ci/shellcheck-recipes
     just --dry-run e2e 2>/dev/null
 

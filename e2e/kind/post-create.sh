@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# After `kind create cluster`: waits until kube-proxy has programmed the node's Service rules, then
+# installs the cluster's DNS (e2e/kind/coredns.yaml: cluster.local only, no upstream) and waits
+# for it. Before those rules exist a pod's packet to a ClusterIP is routed out of the node like
+# any other, so nothing may start in a pod until then (the egress guard counted exactly that).
+#
+# Usage: post-create.sh CLUSTER_NAME   (KUBECONFIG must point at the cluster)
+# stdout: one line per step. Exit status 0 when CoreDNS is rolled out; 1 with one sentence.
+set -euo pipefail
+
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+step() { printf '==> %s\n' "$*"; }
+die() { printf 'post-create.sh: %s\n' "$*" >&2; exit 1; }
+
+[[ $# -eq 1 ]] || die "expected one argument, the kind cluster's name."
+[[ -n "${KUBECONFIG:-}" ]] || die "KUBECONFIG is not set: point it at the kind cluster."
+node="$1-control-plane"
+docker inspect "${node}" >/dev/null 2>&1 || die "there is no node container ${node}: is $1 a kind cluster?"
+
+start="${SECONDS}"
+until docker exec "${node}" iptables-save -t nat 2>/dev/null | grep -q 'default/kubernetes:https'; do
+    ((SECONDS - start < 300)) || die "kube-proxy wrote no rule for the kubernetes Service in ${node} within 300 s."
+    sleep 1
+done
+step "kube-proxy programs the Service rules in ${node} ($((SECONDS - start))s)"
+
+kubectl apply -f "${script_dir}/coredns.yaml" >/dev/null || die "kubectl apply -f ${script_dir}/coredns.yaml failed."
+kubectl -n kube-system rollout status deployment/coredns --timeout=300s >/dev/null ||
+    die "CoreDNS did not roll out within 300 s (kubectl -n kube-system get pods shows why)."
+step "CoreDNS (cluster.local only, no upstream) rolled out ($((SECONDS - start))s)"
