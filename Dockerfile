@@ -1,6 +1,8 @@
-# syntax=docker/dockerfile:1
 # validator-webhook as a static binary on an empty image: no shell, no libc, nothing else to
-# patch. Build: docker build -t validator-webhook:0.1.0 --build-arg VERSION=0.1.0 .
+# patch. This file builds it from source and needs BuildKit and a registry to pull `rust` from:
+#   docker build -t validator-webhook:0.1.0 --build-arg VERSION=0.1.0 .
+# Offline, or to reuse the host's cargo cache, `just image` builds the same image from the
+# static binary cargo builds on the host (Dockerfile.binary), with nothing pulled.
 
 ARG RUST_VERSION=1.95.0
 

@@ -1,0 +1,26 @@
+// The kind version the e2e suite uses, pinned once: e2e/kind/node-image.sh builds the `kind`
+// binary from this module and takes kind's node base files (images/base/files) from it.
+// To bump: change the version, `go mod tidy`, and check that the release supports the
+// Kubernetes version of ../control-plane/kubernetes/go.mod.
+
+module validator-webhook/e2e/kind
+
+go 1.26.0
+
+tool sigs.k8s.io/kind
+
+require (
+	al.essio.dev/pkg/shellescape v1.5.1 // indirect
+	github.com/BurntSushi/toml v1.4.0 // indirect
+	github.com/evanphx/json-patch/v5 v5.6.0 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/pelletier/go-toml v1.9.5 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
+	github.com/spf13/cobra v1.8.0 // indirect
+	github.com/spf13/pflag v1.0.5 // indirect
+	go.yaml.in/yaml/v3 v3.0.4 // indirect
+	golang.org/x/sys v0.6.0 // indirect
+	sigs.k8s.io/kind v0.32.0 // indirect
+	sigs.k8s.io/yaml v1.4.0 // indirect
+)
