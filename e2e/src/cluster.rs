@@ -74,7 +74,7 @@ enum Backend {
 struct Local {
     // Field order is drop order: the webhook and its test host first, then the API server.
     webhook: LocalWebhook,
-    _plane: ControlPlane,
+    plane: ControlPlane,
 }
 
 /// The kind cluster and what the cases compare against.
@@ -140,10 +140,7 @@ impl Cluster {
         let cluster = Self {
             client,
             kubectl,
-            backend: Backend::Local(Box::new(Local {
-                webhook,
-                _plane: plane,
-            })),
+            backend: Backend::Local(Box::new(Local { webhook, plane })),
             work,
             namespaces: AtomicU32::new(0),
             summary: Mutex::default(),
@@ -259,8 +256,16 @@ impl Cluster {
         Api::<Namespace>::all(self.client.clone())
             .create(&PostParams::default(), &namespace)
             .await?;
-        if let Backend::Local(_) = self.backend {
-            // No controller-manager runs, so nothing creates the account pods default to.
+        let accounts = Api::<ServiceAccount>::namespaced(self.client.clone(), &name);
+        if self.has_controllers() {
+            // Pods need the account the service-account controller creates.
+            wait_for(
+                "the namespace's default service account",
+                Duration::from_secs(30),
+                || async { Ok(accounts.get("default").await?) },
+            )
+            .await?;
+        } else {
             let account = ServiceAccount {
                 metadata: ObjectMeta {
                     name: Some("default".to_owned()),
@@ -268,15 +273,21 @@ impl Cluster {
                 },
                 ..ServiceAccount::default()
             };
-            Api::<ServiceAccount>::namespaced(self.client.clone(), &name)
-                .create(&PostParams::default(), &account)
-                .await?;
+            accounts.create(&PostParams::default(), &account).await?;
         }
         Ok(name)
     }
 
-    /// Deletes a case's namespace without waiting (the local backend has no namespace
-    /// controller to finish the deletion).
+    /// Whether a controller-manager runs: always on kind; on the local backend when the
+    /// assets have kube-controller-manager.
+    pub fn has_controllers(&self) -> bool {
+        match &self.backend {
+            Backend::Local(local) => local.plane.has_controllers(),
+            Backend::Kind(_) => true,
+        }
+    }
+
+    /// Deletes a case's namespace without waiting for the namespace controller to finish.
     pub async fn delete_namespace(&self, name: &str) {
         let _ = Api::<Namespace>::all(self.client.clone())
             .delete(name, &DeleteParams::default())
