@@ -52,6 +52,7 @@ pub fn serve(args: ServeArgs) -> Result<(), StartError> {
         let prefixes = policy.prefixes().to_vec();
         let app = Arc::new(App::new(policy, metrics));
         let timeouts = Timeouts {
+            shutdown_delay: args.shutdown_delay,
             drain: args.shutdown_timeout(),
             ..Timeouts::default()
         };
