@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::{
     kubectl::Kubectl,
     paths,
-    process::{forget_undo, run, undo_on_interrupt},
+    process::{forget_undo, run, run_showing_progress, undo_on_interrupt},
 };
 
 /// The cluster's name; `kind get kubeconfig --name validator-webhook-e2e` works while it runs.
@@ -69,13 +69,15 @@ impl KindCluster {
             created_in: Duration::ZERO,
         };
         let started = Instant::now();
-        run(Command::new(&cluster.kind)
-            .args(["create", "cluster", "--name", CLUSTER, "--image", &image])
-            .arg("--config")
-            .arg(&config)
-            .arg("--kubeconfig")
-            .arg(&cluster.kubeconfig)
-            .args(["--wait", "0s"]))
+        run_showing_progress(
+            Command::new(&cluster.kind)
+                .args(["create", "cluster", "--name", CLUSTER, "--image", &image])
+                .arg("--config")
+                .arg(&config)
+                .arg("--kubeconfig")
+                .arg(&cluster.kubeconfig)
+                .args(["--wait", "0s"]),
+        )
         .context("kind create cluster failed")?;
         cluster.created_in = started.elapsed();
         eprintln!(
@@ -205,7 +207,7 @@ fn keep_cluster() -> bool {
 /// `e2e/kind/node-image.sh`, which owns the pinned kind and node image.
 fn node_image_script(arg: &str) -> Result<String> {
     let script = paths::repository().join("e2e/kind/node-image.sh");
-    let out = run(Command::new(&script).arg(arg))
+    let out = run_showing_progress(Command::new(&script).arg(arg))
         .with_context(|| format!("{} {arg} failed", script.display()))?;
     let line = out.trim();
     if line.is_empty() || line.contains(char::is_whitespace) {

@@ -206,6 +206,24 @@ pub fn run(command: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Runs a long command to completion with its progress (stderr) shown, returning its stdout.
+pub fn run_showing_progress(command: &mut Command) -> Result<String> {
+    let output = command
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{:?} {:?} failed ({}); its output is above",
+            command.get_program(),
+            command.get_args().collect::<Vec<_>>(),
+            output.status
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// Polls `check` until it succeeds or `timeout` passes, returning its last error.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
 where
