@@ -67,7 +67,7 @@ cache_dir="${VALIDATOR_WEBHOOK_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/vali
 kind_bin="${cache_dir}/bin/kind-${kind_version}"
 # The key names everything that decides the image's content; bump recipe_revision whenever this
 # script changes what goes into the image, so every cache built by an older recipe is rebuilt.
-recipe_revision=1
+recipe_revision=2
 key="k8s-${k8s_version}-kind-${kind_version}-containerd-${containerd_version}-crictl-${crictl_version}-coredns-${coredns_version}-etcd-${etcd_version}-r${recipe_revision}"
 cache_tarball="${cache_dir}/node-${key}.tar.zst"
 key_label=io.github.msalinasc.validator-webhook.kind-node-key
@@ -204,7 +204,8 @@ mirror="$({
         }'
 } | sed -n 1p)"
 [[ -n "${mirror}" ]] || die "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d: debootstrap needs one."
-packages=systemd,systemd-sysv,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,e2fsprogs,bash,ca-certificates,procps,runc,containernetworking-plugins,socat
+# jq: kind's createContainer hook (mount-product-files.sh) runs it in every container start.
+packages=systemd,systemd-sysv,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,e2fsprogs,bash,ca-certificates,procps,runc,containernetworking-plugins,socat,jq
 rootfs_tarball="${cache_dir}/debian-${suite}-$(printf '%s %s' "${packages}" "${mirror}" | sha256sum | cut -c1-12).tar"
 if [[ ! -f "${rootfs_tarball}" ]]; then
     timed "debootstrap --variant=minbase ${suite} from ${mirror}" \
@@ -212,6 +213,7 @@ if [[ ! -f "${rootfs_tarball}" ]]; then
     rm -rf "${work}/debian/var/cache/apt/archives/"*.deb "${work}/debian/var/lib/apt/lists/"*
     tar -C "${work}/debian" --numeric-owner -cf "${rootfs_tarball}.tmp" .
     mv -f "${rootfs_tarball}.tmp" "${rootfs_tarball}"
+    find "${cache_dir}" -maxdepth 1 -name 'debian-*.tar' ! -name "$(basename "${rootfs_tarball}")" -delete
     rm -rf "${work}/debian"
 else
     step "Debian ${suite} root file system from ${rootfs_tarball}"
@@ -313,7 +315,7 @@ for image in "${wanted[@]}"; do
             mkdir -p "${work}/kube-proxy"
             install -m 0755 "${bin}/kube-proxy" "${work}/kube-proxy/kube-proxy"
             printf 'FROM %s\nCOPY kube-proxy /usr/local/bin/kube-proxy\n' "${debian_image}" >"${work}/kube-proxy/Dockerfile"
-            docker build -q -t "${image}" "${work}/kube-proxy" >/dev/null || die "docker build of ${image} failed."
+            timed "building ${image} on Debian" docker build -t "${image}" "${work}/kube-proxy"
             built_images+=("${image}")
             ;;
         *) die "kubeadm lists ${image}, which this script does not know how to build." ;;
@@ -394,7 +396,7 @@ rm -rf "${root}/var/cache/apt/archives/"*.deb "${root}/var/lib/apt/lists/"*
 base_image="validator-webhook/kind-base:${tag}"
 timed "importing the node's root file system as ${base_image}" bash -c '
     tar -C "$1" --numeric-owner -c . | docker import \
-        --change "ENV container=docker" --change "STOPSIGNAL SIGRTMIN+3" \
+        --change "ENV container=docker" \
         --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
         --change "ENTRYPOINT [\"/usr/local/bin/entrypoint\", \"/sbin/init\"]" - "$2"' _ "${root}" "${base_image}"
 built_images+=("${base_image}")
@@ -411,17 +413,24 @@ timed "waiting for containerd in the build container" docker exec "${container}"
     for _ in $(seq 1 120); do [ -S /run/containerd/containerd.sock ] && ctr info >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1'
 timed "importing the component images into the node's containerd (pinned)" docker exec "${container}" \
     ctr --namespace=k8s.io images import --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests /kind/images.tar
+imported="$(docker exec "${container}" ctr --namespace=k8s.io images list -q 2>/dev/null)"
 for image in "${component_images[@]}"; do
-    docker exec "${container}" ctr --namespace=k8s.io images list -q | grep -qxF "${image}" ||
-        die "${image} is not in the node's containerd after the import."
+    grep -qxF "${image}" <<<"${imported}" || die "${image} is not in the node's containerd after the import."
 done
-docker exec "${container}" bash -c 'pkill -x containerd; while pgrep -x containerd >/dev/null; do sleep 0.2; done; rm -f /kind/images.tar'
-timed "committing ${node_image}" docker commit \
-    --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
-    --change "LABEL ${key_label}=${key}" \
-    "${container}" "${node_image}"
+# The container's PID 1 (sleep) reaps nothing, so a stopped containerd stays a zombie: wait for that.
+docker exec "${container}" bash -c 'pkill -x containerd
+    while ps -C containerd -o stat= | grep -qv Z; do sleep 0.2; done
+    rm -f /kind/images.tar'
+committed="validator-webhook/kind-committed:${tag}"
+timed "committing the build container" docker commit \
+    --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' "${container}" "${committed}"
+built_images+=("${committed}")
 docker rm -f -v "${container}" >/dev/null
 container=""
+# systemd stops on SIGRTMIN+3 (SIGTERM makes it re-execute); import and commit cannot set that.
+printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\nLABEL %s=%s\n' "${committed}" "${key_label}" "${key}" >"${work}/Dockerfile.node"
+mkdir -p "${work}/empty"
+timed "tagging ${node_image}" docker build -t "${node_image}" -f "${work}/Dockerfile.node" "${work}/empty"
 timed "saving ${node_image} to ${cache_tarball}" bash -c '
     docker save "$1" | zstd -q -T0 -3 -o "$2.tmp" && mv -f "$2.tmp" "$2"' _ "${node_image}" "${cache_tarball}"
 # Older tarballs of this image are stale now.
