@@ -82,6 +82,8 @@ pub struct Kind {
     pub cluster: KindCluster,
     /// The webhook image as the local engine has it.
     pub webhook_image: LocalImage,
+    /// The egress guard's counter before the cluster was created.
+    guard_before: Option<u64>,
 }
 
 pub struct Cluster {
@@ -162,6 +164,7 @@ impl Cluster {
             kind::TEST_IMAGE
         );
         kind::build_test_image(&work)?;
+        let guard_before = guard_count().ok();
         let cluster = KindCluster::create()?;
         let kubectl = Kubectl::new(assets.kubectl.clone(), cluster.kubeconfig.clone());
         cluster.after_create(&kubectl)?;
@@ -203,6 +206,7 @@ impl Cluster {
             backend: Backend::Kind(Box::new(Kind {
                 cluster,
                 webhook_image,
+                guard_before,
             })),
             work,
             namespaces: AtomicU32::new(0),
@@ -405,10 +409,10 @@ impl Cluster {
         let work = self.work.clone();
         let mut summary =
             std::mem::take(&mut *self.summary.lock().unwrap_or_else(|p| p.into_inner()));
-        let kind = matches!(self.backend, Backend::Kind(_));
+        let kind = self.kind().map(|kind| kind.guard_before);
         drop(self);
-        if kind {
-            summary.push(egress_guard());
+        if let Some(before) = kind {
+            summary.push(egress_guard(before));
         }
         if !summary.is_empty() {
             eprintln!("\n==> summary\n{}", summary.join("\n"));
@@ -425,12 +429,25 @@ impl Cluster {
 }
 
 /// The egress guard's packet counter, as the engine setup script reports it (0 is the goal).
-fn egress_guard() -> String {
-    let script = paths::repository().join("e2e/kind/engine.sh");
-    match run(Command::new(&script).arg("--guard-count")) {
-        Ok(count) => format!("egress guard: {} packets dropped", count.trim()),
-        Err(error) => format!("egress guard: cannot read its counter: {error:#}"),
+fn egress_guard(before: Option<u64>) -> String {
+    match (guard_count(), before) {
+        (Ok(now), Some(before)) => format!(
+            "egress guard: {now} packets dropped since it was installed, {} during this run",
+            now.saturating_sub(before)
+        ),
+        (Ok(now), None) => format!("egress guard: {now} packets dropped since it was installed"),
+        (Err(error), _) => format!("egress guard: cannot read its counter: {error:#}"),
     }
+}
+
+/// The egress guard's packet counter, from the engine setup script.
+fn guard_count() -> Result<u64> {
+    let script = paths::repository().join("e2e/kind/engine.sh");
+    let count = run(Command::new(&script).arg("--guard-count"))?;
+    count
+        .trim()
+        .parse()
+        .with_context(|| format!("{} --guard-count printed {count:?}", script.display()))
 }
 
 async fn client(kubeconfig: &Path) -> Result<Client> {

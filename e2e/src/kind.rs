@@ -132,13 +132,23 @@ impl KindCluster {
         let image_ref = inspect["status"]["imageRef"]
             .as_str()
             .context("crictl inspect shows no imageRef")?;
-        let image: Value = serde_json::from_str(
-            &self.node_exec(&["crictl", "inspecti", "-o", "json", image_ref])?,
-        )
-        .context("crictl inspecti printed something that is not JSON")?;
-        let image_id = image["status"]["id"]
-            .as_str()
-            .context("crictl inspecti shows no id")?
+        // The reference may be a digest kind's import made up; the image list knows them all.
+        let images: Value =
+            serde_json::from_str(&self.node_exec(&["crictl", "images", "-o", "json"])?)
+                .context("crictl images printed something that is not JSON")?;
+        let names = |image: &Value, field: &str| -> Vec<String> {
+            (image[field].as_array().into_iter().flatten())
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        };
+        let image_id = (images["images"].as_array().into_iter().flatten())
+            .find(|image| {
+                image["id"] == image_ref
+                    || names(image, "repoDigests").iter().any(|d| d == image_ref)
+                    || names(image, "repoTags").iter().any(|t| t == image_ref)
+            })
+            .and_then(|image| image["id"].as_str())
+            .with_context(|| format!("the node has no image {image_ref}"))?
             .to_owned();
         let status = self.node_exec(&["cat", &format!("/proc/{pid}/status")])?;
         let ids = |field: &str| -> Result<u32> {
