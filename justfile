@@ -14,8 +14,8 @@ default:
 run *args:
     cargo run -- {{ args }}
 
-# Everything CI runs: lint, unit and snapshot tests, the static binary, the e2e suite on a local control plane.
-test: lint unit e2e-static e2e-local
+# Everything CI runs: lint, unit and snapshot tests, the static binary, the e2e suite on a local control plane, then the image, its smoke test and the e2e suite on kind.
+test: lint unit e2e-static e2e-local image e2e-image e2e
 
 # Formatting, clippy, and the lint of the Dockerfile, the workflow and the shell in recipes.
 lint:
@@ -107,35 +107,9 @@ e2e-image: _docker image
     cargo build -p validator-webhook --locked
     E2E_IMAGE={{ image }} cargo test -p e2e --locked --test image
 
-# The e2e suite on kind: cluster, image, load, deploy/overlays/kind, rollout, cases, cleanup (KEEP_CLUSTER=1 keeps it).
-e2e: (_require "docker" "kind" "kubectl") e2e-image
-    #!/usr/bin/env bash
-    set -euo pipefail
-    step() { printf '\n==> %s\n' "$*"; }
-    kubeconfig="{{ justfile_directory() }}/target/kind/kubeconfig"
-    mkdir -p "$(dirname "$kubeconfig")"
-    export KUBECONFIG="$kubeconfig"
-    cleanup() {
-        if [ "${KEEP_CLUSTER:-0}" = 1 ]; then
-            step "keeping kind cluster {{ kind_cluster }}; KUBECONFIG=$kubeconfig"
-        else
-            step "deleting kind cluster {{ kind_cluster }}"
-            kind delete cluster --name {{ kind_cluster }}
-        fi
-    }
-    trap cleanup EXIT
-    step "creating kind cluster {{ kind_cluster }} from kind-config.yaml"
-    kind create cluster --name {{ kind_cluster }} --config kind-config.yaml --kubeconfig "$kubeconfig" --wait 120s
-    step "loading {{ image }} into the cluster"
-    kind load docker-image {{ image }} --name {{ kind_cluster }}
-    step "generating the serving certificate into deploy/overlays/certs/generated"
-    cargo run --quiet --locked -p validator-webhook -- certs --out-dir deploy/overlays/certs/generated
-    step "applying deploy/overlays/kind"
-    kubectl apply -k deploy/overlays/kind
-    step "waiting for the webhook to roll out"
-    kubectl -n validator-webhook rollout status deployment/validator-webhook --timeout=180s
-    step "running the e2e cases against kind"
-    E2E_BACKEND=kind cargo test -p e2e --locked --test e2e
+# The e2e suite on kind (the harness creates the cluster, loads the image, applies deploy/overlays/kind, runs the cases and deletes it; KEEP_CLUSTER=1 keeps it).
+e2e: image control-plane
+    E2E_BACKEND=kind VALIDATOR_WEBHOOK_BIN="{{ justfile_directory() }}/target/{{ musl_target }}/release/validator-webhook" cargo test -p e2e --locked --test e2e
 
 # Benchmark validator-webhook against its cost floor and its peers (~15 min); results in target/bench/.
 bench *args: (_require "taskset" "oha" "go")

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Builds the pinned e2e control-plane binaries (kube-apiserver, kubectl, etcd)
-# from source with the Go toolchain, into a cache directory keyed by version:
+# Builds the pinned e2e control-plane binaries (kube-apiserver,
+# kube-controller-manager, kubectl, etcd) from source with the Go toolchain, into
+# a cache directory keyed by version:
 #
 #   ${VALIDATOR_WEBHOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/validator-webhook}/control-plane/k8s-vX.Y.Z-etcd-vA.B.C/
 #     etcd  kube-apiserver  kubectl      (same layout as setup-envtest's KUBEBUILDER_ASSETS)
+#     kube-controller-manager           (which setup-envtest's assets lack)
 #
 # The versions come from kubernetes/go.mod and etcd/go.mod next to this script
 # (the single source of truth). Nothing is rebuilt when the directory already
-# holds all three binaries and they run.
+# holds all four binaries and they run; a binary that already runs at its
+# pinned version is kept when another one is missing.
 #
 # Usage: build.sh [--print-dir]
 #   --print-dir   only print the asset directory (does not build or check it)
@@ -78,16 +81,32 @@ api_version="$(replaced_version "${k8s_mod_dir}/go.mod" k8s.io/api)"
 [[ "${api_version}" == "${staging_version}" ]] ||
   die "kubernetes/go.mod: k8s.io/kubernetes is ${k8s_version} but k8s.io/api is replaced with '${api_version}' (want ${staging_version} for every k8s.io staging module)"
 
-# assets_ok DIR: all three binaries exist, run, and report the pinned versions.
+# binary_ok DIR NAME: DIR/NAME exists, runs, and reports its pinned version.
+binary_ok() {
+  local binary="$1/$2" out
+  [[ -x "${binary}" ]] || return 1
+  case "$2" in
+    kube-apiserver | kube-controller-manager)
+      out="$("${binary}" --version 2>&1)" || return 1
+      [[ "${out}" == "Kubernetes ${k8s_version}" ]] ;;
+    kubectl)
+      out="$("${binary}" version --client 2>&1)" || return 1
+      [[ "${out}" == *"Client Version: ${k8s_version}"* ]] ;;
+    etcd)
+      out="$("${binary}" --version 2>&1)" || return 1
+      [[ "${out}" == *"etcd Version: ${etcd_version#v}"* ]] ;;
+    *) return 1 ;;
+  esac
+}
+
+binaries=(kube-apiserver kube-controller-manager kubectl etcd)
+
+# assets_ok DIR: every binary exists, runs, and reports the pinned version.
 assets_ok() {
-  local dir="$1" out
-  [[ -x "${dir}/kube-apiserver" && -x "${dir}/kubectl" && -x "${dir}/etcd" ]] || return 1
-  out="$("${dir}/kube-apiserver" --version 2>&1)" || return 1
-  [[ "${out}" == "Kubernetes ${k8s_version}" ]] || return 1
-  out="$("${dir}/kubectl" version --client 2>&1)" || return 1
-  [[ "${out}" == *"Client Version: ${k8s_version}"* ]] || return 1
-  out="$("${dir}/etcd" --version 2>&1)" || return 1
-  [[ "${out}" == *"etcd Version: ${etcd_version#v}"* ]] || return 1
+  local name
+  for name in "${binaries[@]}"; do
+    binary_ok "$1" "${name}" || return 1
+  done
 }
 
 if assets_ok "${asset_dir}"; then
@@ -181,21 +200,33 @@ log "==> building control-plane binaries k8s ${k8s_version} / etcd ${etcd_versio
 log "    ($(go version), GOMODCACHE=$(go env GOMODCACHE), GOCACHE=$(go env GOCACHE))"
 
 # Downloads only the modules needed for these packages (not the whole graph).
-step "downloading Go modules for kubernetes ${k8s_version}" \
-  go -C "${k8s_mod_dir}" list -mod=readonly -deps -f '' -tags "${k8s_tags}" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
-step "downloading Go modules for etcd ${etcd_version}" \
-  go -C "${etcd_mod_dir}" list -mod=readonly -deps -f '' .
+# Keep what an earlier build made and still runs at its pinned version.
+k8s_missing=()
+for name in "${binaries[@]}"; do
+  if binary_ok "${asset_dir}" "${name}"; then
+    log "==> keeping ${name}, already built"
+    cp -p "${asset_dir}/${name}" "${tmp_dir}/${name}"
+  elif [[ "${name}" != etcd ]]; then
+    k8s_missing+=("k8s.io/kubernetes/cmd/${name}")
+  fi
+done
 
-step "building kube-apiserver ${k8s_version}" \
-  go -C "${k8s_mod_dir}" build "${go_flags[@]}" -tags "${k8s_tags}" -ldflags "${k8s_ldflags}" \
-  -o "${tmp_dir}/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-step "building kubectl ${k8s_version}" \
-  go -C "${k8s_mod_dir}" build "${go_flags[@]}" -tags "${k8s_tags}" -ldflags "${k8s_ldflags}" \
-  -o "${tmp_dir}/kubectl" k8s.io/kubernetes/cmd/kubectl
-step "building etcd ${etcd_version}" \
-  go -C "${etcd_mod_dir}" build "${go_flags[@]}" -ldflags "${etcd_ldflags}" \
-  -o "${tmp_dir}/etcd" .
+if [[ "${#k8s_missing[@]}" -gt 0 ]]; then
+  step "downloading Go modules for kubernetes ${k8s_version}" \
+    go -C "${k8s_mod_dir}" list -mod=readonly -deps -f '' -tags "${k8s_tags}" "${k8s_missing[@]}"
+fi
+for package in "${k8s_missing[@]}"; do
+  step "building ${package##*/} ${k8s_version}" \
+    go -C "${k8s_mod_dir}" build "${go_flags[@]}" -tags "${k8s_tags}" -ldflags "${k8s_ldflags}" \
+    -o "${tmp_dir}/${package##*/}" "${package}"
+done
+if [[ ! -e "${tmp_dir}/etcd" ]]; then
+  step "downloading Go modules for etcd ${etcd_version}" \
+    go -C "${etcd_mod_dir}" list -mod=readonly -deps -f '' .
+  step "building etcd ${etcd_version}" \
+    go -C "${etcd_mod_dir}" build "${go_flags[@]}" -ldflags "${etcd_ldflags}" \
+    -o "${tmp_dir}/etcd" .
+fi
 
 assets_ok "${tmp_dir}" || die "the freshly built binaries in ${tmp_dir} do not report k8s ${k8s_version} / etcd ${etcd_version}"
 
@@ -207,6 +238,6 @@ fi
 mv -T "${tmp_dir}" "${asset_dir}"
 trap - EXIT INT TERM
 
-log "==> built kube-apiserver, kubectl, etcd in $((SECONDS - total_start))s:"
-(cd "${asset_dir}" && ls -l etcd kube-apiserver kubectl >&2)
+log "==> built ${binaries[*]} in $((SECONDS - total_start))s:"
+(cd "${asset_dir}" && ls -l "${binaries[@]}" >&2)
 printf '%s\n' "${asset_dir}"

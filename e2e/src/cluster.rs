@@ -1,12 +1,18 @@
 //! The cluster the cases run against, whichever backend provides it: the local control plane
-//! (`E2E_BACKEND=local`, the default) or a kind cluster with the webhook deployed from the kind
-//! overlay (`E2E_BACKEND=kind`, set up by `just e2e`).
+//! (`E2E_BACKEND=local`, the default) or a kind cluster the harness creates and deploys the
+//! webhook to from the kind overlay (`E2E_BACKEND=kind`, as `just e2e` runs it). Either way the
+//! webhook is installed from a copy of `deploy/` with a certificate from `validator-webhook
+//! certs`, and everything is torn down when the cluster is dropped.
 
 use std::{
     net::SocketAddrV4,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
+    process::Command,
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -21,24 +27,63 @@ use kube::{
 
 use crate::{
     install::{Container, Manifests},
+    kind::{self, KindCluster, LocalImage},
     kubectl::Kubectl,
     local::{Assets, ControlPlane, LocalWebhook, endpoint_slice},
     paths,
-    process::wait_for,
+    process::{run, wait_for},
 };
 
 /// The label every test namespace carries, so leftovers are easy to find.
 pub const NAMESPACE_LABEL: &str = "validator-webhook-e2e";
 
+/// The webhook's namespace and Deployment, as `deploy/` names them.
+pub const WEBHOOK_NAMESPACE: &str = "validator-webhook";
+pub const WEBHOOK_DEPLOYMENT: &str = "deployment/validator-webhook";
+
+/// Which backend runs the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Local,
+    Kind,
+}
+
+impl BackendKind {
+    /// The backend `E2E_BACKEND` names (`local` when unset).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("E2E_BACKEND").as_deref() {
+            Err(_) | Ok("local") => Ok(Self::Local),
+            Ok("kind") => Ok(Self::Kind),
+            Ok(other) => bail!("E2E_BACKEND={other:?}: the backends are `local` and `kind`"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Kind => "kind",
+        }
+    }
+}
+
 enum Backend {
     Local(Box<Local>),
-    Kind,
+    Kind(Box<Kind>),
 }
 
 struct Local {
     // Field order is drop order: the webhook and its test host first, then the API server.
     webhook: LocalWebhook,
-    _plane: ControlPlane,
+    plane: ControlPlane,
+}
+
+/// The kind cluster and what the cases compare against.
+pub struct Kind {
+    pub cluster: KindCluster,
+    /// The webhook image as the local engine has it.
+    pub webhook_image: LocalImage,
+    /// The egress guard's counter before the cluster was created.
+    guard_before: Option<u64>,
 }
 
 pub struct Cluster {
@@ -47,26 +92,29 @@ pub struct Cluster {
     backend: Backend,
     work: PathBuf,
     namespaces: AtomicU32,
+    /// Lines for the summary printed when the run ends.
+    summary: Mutex<Vec<String>>,
 }
 
 impl Cluster {
     /// Brings up the backend named by `E2E_BACKEND`, with the webhook answering.
     pub async fn start() -> Result<Self> {
         crate::process::clean_up_on_interrupt();
-        let backend = std::env::var("E2E_BACKEND").unwrap_or_else(|_| "local".to_owned());
+        let backend = BackendKind::from_env()?;
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        let work = paths::target()
-            .join("e2e")
-            .join(format!("{backend}-{stamp}-{}", std::process::id()));
+        let work = paths::target().join("e2e").join(format!(
+            "{}-{stamp}-{}",
+            backend.name(),
+            std::process::id()
+        ));
         std::fs::create_dir_all(&work)?;
         let started = async {
-            let cluster = match backend.as_str() {
-                "local" => Self::start_local(work.clone()).await?,
-                "kind" => Self::start_kind(work.clone()).await?,
-                other => bail!("E2E_BACKEND={other:?}: the backends are `local` and `kind`"),
+            let cluster = match backend {
+                BackendKind::Local => Self::start_local(work.clone()).await?,
+                BackendKind::Kind => Self::start_kind(work.clone()).await?,
             };
             cluster.wait_until_ready().await?;
-            Ok(cluster)
+            anyhow::Ok(cluster)
         };
         started
             .await
@@ -94,32 +142,92 @@ impl Cluster {
         let cluster = Self {
             client,
             kubectl,
-            backend: Backend::Local(Box::new(Local {
-                webhook,
-                _plane: plane,
-            })),
+            backend: Backend::Local(Box::new(Local { webhook, plane })),
             work,
             namespaces: AtomicU32::new(0),
+            summary: Mutex::default(),
         };
         cluster.publish_endpoint()?;
         Ok(cluster)
     }
 
-    /// A kind cluster that `just e2e` created and deployed the webhook to; `KUBECONFIG` points
-    /// at it and `kubectl` is on the PATH.
+    /// A kind cluster created for this run, with the webhook image `just image` built and the
+    /// test image loaded, and the webhook installed from `deploy/overlays/kind` and rolled out.
+    /// The pinned kubectl of the local control plane drives it, whatever kubectl the machine has.
     async fn start_kind(work: PathBuf) -> Result<Self> {
-        let kubeconfig = std::env::var_os("KUBECONFIG")
-            .map(PathBuf::from)
-            .context("E2E_BACKEND=kind needs KUBECONFIG pointing at the kind cluster")?;
-        let kubectl = Kubectl::new(PathBuf::from("kubectl"), kubeconfig.clone());
-        let client = client(&kubeconfig).await?;
+        let assets = Assets::locate()?;
+        let binary = paths::webhook_binary()?;
+        let webhook_image = LocalImage::inspect(kind::WEBHOOK_IMAGE)
+            .context("build the webhook image first: `just image`")?;
+        eprintln!(
+            "==> building the test image {} (a static pause, FROM nothing)",
+            kind::TEST_IMAGE
+        );
+        kind::build_test_image(&work)?;
+        let guard_before = guard_count().ok();
+        let cluster = KindCluster::create()?;
+        let kubectl = Kubectl::new(assets.kubectl.clone(), cluster.kubeconfig.clone());
+        cluster.after_create(&kubectl)?;
+        cluster.load(&[kind::WEBHOOK_IMAGE, kind::TEST_IMAGE])?;
+        eprintln!("==> installing deploy/overlays/kind");
+        let manifests = Manifests::prepare(&work, &binary)?;
+        manifests.apply(&kubectl, "kind")?;
+        let started = Instant::now();
+        kubectl.ok(&[
+            "rollout",
+            "status",
+            WEBHOOK_DEPLOYMENT,
+            "-n",
+            WEBHOOK_NAMESPACE,
+            "--timeout=300s",
+        ])?;
+        let rollout = started.elapsed();
+        eprintln!(
+            "==> the webhook rolled out in {:.1} s",
+            rollout.as_secs_f64()
+        );
+        let client = client(&cluster.kubeconfig).await?;
+        let summary = vec![
+            format!(
+                "image {}: {:.2} MB ({} bytes)",
+                kind::WEBHOOK_IMAGE,
+                webhook_image.size as f64 / 1e6,
+                webhook_image.size
+            ),
+            format!(
+                "kind cluster created in {:.1} s; webhook rolled out in {:.1} s",
+                cluster.created_in.as_secs_f64(),
+                rollout.as_secs_f64()
+            ),
+        ];
         Ok(Self {
             client,
             kubectl,
-            backend: Backend::Kind,
+            backend: Backend::Kind(Box::new(Kind {
+                cluster,
+                webhook_image,
+                guard_before,
+            })),
             work,
             namespaces: AtomicU32::new(0),
+            summary: Mutex::new(summary),
         })
+    }
+
+    /// The kind cluster, on the kind backend.
+    pub fn kind(&self) -> Option<&Kind> {
+        match &self.backend {
+            Backend::Kind(kind) => Some(kind),
+            Backend::Local(_) => None,
+        }
+    }
+
+    /// Adds a line to the summary printed when the run ends.
+    pub fn note(&self, line: String) {
+        self.summary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
     }
 
     /// The kubeconfig of the cluster.
@@ -131,7 +239,7 @@ impl Cluster {
     pub fn webhook_metrics_address(&self) -> Option<SocketAddrV4> {
         match &self.backend {
             Backend::Local(local) => local.webhook.metrics_address(),
-            Backend::Kind => None,
+            Backend::Kind(_) => None,
         }
     }
 
@@ -152,8 +260,16 @@ impl Cluster {
         Api::<Namespace>::all(self.client.clone())
             .create(&PostParams::default(), &namespace)
             .await?;
-        if let Backend::Local(_) = self.backend {
-            // No controller-manager runs, so nothing creates the account pods default to.
+        let accounts = Api::<ServiceAccount>::namespaced(self.client.clone(), &name);
+        if self.has_controllers() {
+            // Pods need the account the service-account controller creates.
+            wait_for(
+                "the namespace's default service account",
+                Duration::from_secs(30),
+                || async { Ok(accounts.get("default").await?) },
+            )
+            .await?;
+        } else {
             let account = ServiceAccount {
                 metadata: ObjectMeta {
                     name: Some("default".to_owned()),
@@ -161,15 +277,21 @@ impl Cluster {
                 },
                 ..ServiceAccount::default()
             };
-            Api::<ServiceAccount>::namespaced(self.client.clone(), &name)
-                .create(&PostParams::default(), &account)
-                .await?;
+            accounts.create(&PostParams::default(), &account).await?;
         }
         Ok(name)
     }
 
-    /// Deletes a case's namespace without waiting (the local backend has no namespace
-    /// controller to finish the deletion).
+    /// Whether a controller-manager runs: always on kind; on the local backend when the
+    /// assets have kube-controller-manager.
+    pub fn has_controllers(&self) -> bool {
+        match &self.backend {
+            Backend::Local(local) => local.plane.has_controllers(),
+            Backend::Kind(_) => true,
+        }
+    }
+
+    /// Deletes a case's namespace without waiting for the namespace controller to finish.
     pub async fn delete_namespace(&self, name: &str) {
         let _ = Api::<Namespace>::all(self.client.clone())
             .delete(name, &DeleteParams::default())
@@ -189,12 +311,12 @@ impl Cluster {
                     "validator-webhook-service-e2e",
                 ])?;
             }
-            Backend::Kind => {
+            Backend::Kind(_) => {
                 self.kubectl.ok(&[
                     "scale",
-                    "deployment/validator-webhook",
+                    WEBHOOK_DEPLOYMENT,
                     "-n",
-                    "validator-webhook",
+                    WEBHOOK_NAMESPACE,
                     "--replicas=0",
                 ])?;
                 self.kubectl.ok(&[
@@ -219,20 +341,20 @@ impl Cluster {
                 local.webhook.start()?;
                 self.publish_endpoint()?;
             }
-            Backend::Kind => {
+            Backend::Kind(_) => {
                 self.kubectl.ok(&[
                     "scale",
-                    "deployment/validator-webhook",
+                    WEBHOOK_DEPLOYMENT,
                     "-n",
-                    "validator-webhook",
+                    WEBHOOK_NAMESPACE,
                     "--replicas=2",
                 ])?;
                 self.kubectl.ok(&[
                     "rollout",
                     "status",
-                    "deployment/validator-webhook",
+                    WEBHOOK_DEPLOYMENT,
                     "-n",
-                    "validator-webhook",
+                    WEBHOOK_NAMESPACE,
                     "--timeout=180s",
                 ])?;
             }
@@ -282,10 +404,19 @@ impl Cluster {
         .await
     }
 
-    /// Stops everything; keeps the logs (and says where) when a case failed.
+    /// Stops everything; keeps the logs (and says where) when a case failed; prints the summary.
     pub fn finish(self, failed: bool) {
         let work = self.work.clone();
+        let mut summary =
+            std::mem::take(&mut *self.summary.lock().unwrap_or_else(|p| p.into_inner()));
+        let kind = self.kind().map(|kind| kind.guard_before);
         drop(self);
+        if let Some(before) = kind {
+            summary.push(egress_guard(before));
+        }
+        if !summary.is_empty() {
+            eprintln!("\n==> summary\n{}", summary.join("\n"));
+        }
         if failed {
             eprintln!(
                 "e2e: logs, kubeconfig and certificates kept in {}",
@@ -295,6 +426,28 @@ impl Cluster {
             let _ = std::fs::remove_dir_all(&work);
         }
     }
+}
+
+/// The egress guard's packet counter, as the engine setup script reports it (0 is the goal).
+fn egress_guard(before: Option<u64>) -> String {
+    match (guard_count(), before) {
+        (Ok(now), Some(before)) => format!(
+            "egress guard: {now} packets dropped since it was installed, {} during this run",
+            now.saturating_sub(before)
+        ),
+        (Ok(now), None) => format!("egress guard: {now} packets dropped since it was installed"),
+        (Err(error), _) => format!("egress guard: cannot read its counter: {error:#}"),
+    }
+}
+
+/// The egress guard's packet counter, from the engine setup script.
+fn guard_count() -> Result<u64> {
+    let script = paths::repository().join("e2e/kind/engine.sh");
+    let count = run(Command::new(&script).arg("--guard-count"))?;
+    count
+        .trim()
+        .parse()
+        .with_context(|| format!("{} --guard-count printed {count:?}", script.display()))
 }
 
 async fn client(kubeconfig: &Path) -> Result<Client> {

@@ -3,6 +3,8 @@
 //!
 //! - [`cluster`]: the cluster the cases use, from either backend.
 //! - [`local`]: etcd, kube-apiserver and the webhook as local processes.
+//! - [`kind`]: a kind cluster created, loaded and deleted by the harness.
+//! - [`load`]: clients creating through the API server, counting what they get back.
 //! - [`netns`]: the test host the webhook runs in, so the API server can route to it.
 //! - [`install`]: `deploy/` copied, given a certificate and applied.
 //! - [`overlays`]: the other overlays, dry-run against the API server.
@@ -14,7 +16,9 @@ pub mod cluster;
 pub mod histogram;
 pub mod https;
 pub mod install;
+pub mod kind;
 pub mod kubectl;
+pub mod load;
 pub mod local;
 pub mod netns;
 pub mod overlays;

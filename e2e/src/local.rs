@@ -1,7 +1,9 @@
-//! The local backend: etcd and kube-apiserver as child processes on loopback, and the webhook
-//! binary in a test host, reached by the API server through the shipped Service exactly as in a
-//! cluster: `--enable-aggregator-routing` resolves the Service to its EndpointSlice, which
-//! points at the test host (no kube-proxy, no controller-manager, no kubelet).
+//! The local backend: etcd, kube-apiserver and kube-controller-manager as child processes on
+//! loopback, and the webhook binary in a test host, reached by the API server through the
+//! shipped Service exactly as in a cluster: `--enable-aggregator-routing` resolves the Service
+//! to its EndpointSlice, which points at the test host (no kube-proxy, no kubelet). The
+//! controller-manager gives namespaces their `default` service account and turns Deployments
+//! into ReplicaSets and Pods, each of which the webhook reviews; the Pods stay Pending.
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
@@ -34,6 +36,8 @@ pub struct Assets {
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
     pub kubectl: PathBuf,
+    /// Absent from setup-envtest's assets; the pinned build has it.
+    pub kube_controller_manager: Option<PathBuf>,
 }
 
 impl Assets {
@@ -45,10 +49,12 @@ impl Assets {
                 PathBuf::from(run(Command::new(&script).arg("--print-dir"))?.trim())
             }
         };
+        let controller_manager = dir.join("kube-controller-manager");
         let assets = Self {
             etcd: dir.join("etcd"),
             kube_apiserver: dir.join("kube-apiserver"),
             kubectl: dir.join("kubectl"),
+            kube_controller_manager: controller_manager.is_file().then_some(controller_manager),
         };
         for binary in [&assets.etcd, &assets.kube_apiserver, &assets.kubectl] {
             ensure!(
@@ -62,11 +68,12 @@ impl Assets {
     }
 }
 
-/// etcd and kube-apiserver, running.
+/// etcd, kube-apiserver and (when the assets have it) kube-controller-manager, running.
 pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     pub kubectl: PathBuf,
-    // Dropped in reverse order of start: the API server before etcd.
+    // Dropped in reverse order of start: the controller-manager, the API server, etcd.
+    controller_manager: Option<Process>,
     apiserver: Process,
     etcd: Process,
 }
@@ -146,11 +153,31 @@ impl ControlPlane {
         let mut plane = Self {
             kubeconfig,
             kubectl: assets.kubectl.clone(),
+            controller_manager: None,
             apiserver,
             etcd,
         };
         plane.wait_ready().await?;
+        match &assets.kube_controller_manager {
+            Some(binary) => {
+                plane.controller_manager = Some(start_controller_manager(
+                    binary,
+                    dir,
+                    &plane.kubeconfig,
+                    &pki,
+                )?);
+            }
+            None => eprintln!(
+                "==> KUBEBUILDER_ASSETS has no kube-controller-manager, so namespaces get no \
+                 `default` service account and Deployments no ReplicaSets or Pods"
+            ),
+        }
         Ok(plane)
+    }
+
+    /// Whether controllers run (namespaces get service accounts, Deployments get pods).
+    pub fn has_controllers(&self) -> bool {
+        self.controller_manager.is_some()
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
@@ -174,6 +201,46 @@ impl ControlPlane {
         }
     }
 }
+
+/// kube-controller-manager with only the controllers a workload's life through the webhook
+/// needs, talking to the API server as the administrator.
+fn start_controller_manager(
+    binary: &Path,
+    dir: &Path,
+    kubeconfig: &Path,
+    pki: &Pki,
+) -> Result<Process> {
+    let mut command = Command::new(binary);
+    command
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!(
+            "--authentication-kubeconfig={}",
+            kubeconfig.display()
+        ))
+        .arg(format!(
+            "--authorization-kubeconfig={}",
+            kubeconfig.display()
+        ))
+        .args(["--bind-address=127.0.0.1", "--leader-elect=false"])
+        .arg(format!("--secure-port={}", free_port()?))
+        .arg(format!(
+            "--cert-dir={}",
+            dir.join("controller-manager").display()
+        ))
+        .arg(format!(
+            "--service-account-private-key-file={}",
+            pki.service_account_key.display()
+        ))
+        .arg(format!("--root-ca-file={}", pki.ca_cert.display()))
+        .arg(format!("--controllers={CONTROLLERS}"));
+    Process::spawn("kube-controller-manager", command, &dir.join("logs"))
+}
+
+/// Service accounts and their tokens' CA, Deployments to ReplicaSets to Pods, namespace
+/// deletion and the garbage collector it relies on.
+const CONTROLLERS: &str = "serviceaccount-controller,serviceaccount-token-controller,\
+root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,\
+namespace-controller,garbage-collector-controller";
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;

@@ -36,7 +36,10 @@ impl TestHost {
             "the local backend creates a network namespace for the webhook, which needs root \
              (CAP_NET_ADMIN and CAP_SYS_ADMIN): run the tests as root, or with passwordless sudo",
         )?;
-        process::register_netns(&host.name);
+        process::undo_on_interrupt(
+            &host.undo(),
+            privileged("ip").args(["netns", "del", &host.name]),
+        );
         let ns = host.name.as_str();
         let steps: [&[&str]; 6] = [
             &[
@@ -99,12 +102,16 @@ impl TestHost {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    fn undo(&self) -> String {
+        format!("deleting network namespace {}", self.name)
+    }
 }
 
 impl Drop for TestHost {
     fn drop(&mut self) {
         // Deleting the namespace deletes its end of the veth pair, and with it the host's end.
         let _ = privileged("ip").args(["netns", "del", &self.name]).output();
-        process::unregister_netns(&self.name);
+        process::forget_undo(&self.undo());
     }
 }

@@ -1,8 +1,9 @@
 //! Child processes of the harness: their output goes to a log file, they are stopped when
-//! dropped, and an interrupt (Ctrl-C, SIGTERM) stops them too, along with any network
-//! namespace the harness made.
+//! dropped, and an interrupt (Ctrl-C, SIGTERM) stops them too, and undoes what the harness
+//! registered: network namespaces, a kind cluster, containers.
 
 use std::{
+    ffi::OsString,
     fs::File,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -12,30 +13,39 @@ use std::{
 
 use anyhow::{Context, Result};
 
-/// What an interrupt must clean up: processes still running and network namespaces.
+/// What an interrupt must clean up: processes still running, and the commands that undo what
+/// the harness made, by key.
 static LEFTOVERS: Mutex<Leftovers> = Mutex::new(Leftovers {
     pids: Vec::new(),
-    netns: Vec::new(),
+    undo: Vec::new(),
 });
 
 struct Leftovers {
     pids: Vec<u32>,
-    netns: Vec<String>,
+    undo: Vec<(String, Vec<OsString>)>,
 }
 
-/// Installs the interrupt handler once: it stops every child and deletes every namespace the
-/// harness registered, then exits.
+/// Installs the interrupt handler once: it stops every child, runs every registered undo
+/// command (newest first), then exits.
 pub fn clean_up_on_interrupt() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let installed = ctrlc::set_handler(|| {
-            eprintln!("\ninterrupted: stopping the control plane and the webhook");
+            eprintln!("\ninterrupted: stopping what the harness started");
             let leftovers = LEFTOVERS.lock().unwrap_or_else(|p| p.into_inner());
             for pid in &leftovers.pids {
                 signal(*pid, libc::SIGKILL);
             }
-            for netns in &leftovers.netns {
-                let _ = privileged("ip").args(["netns", "del", netns]).status();
+            for (what, argv) in leftovers.undo.iter().rev() {
+                let Some((program, args)) = argv.split_first() else {
+                    continue;
+                };
+                eprintln!("interrupted: {what}");
+                let _ = Command::new(program)
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .status();
             }
             std::process::exit(130);
         });
@@ -45,20 +55,26 @@ pub fn clean_up_on_interrupt() {
     });
 }
 
-pub(crate) fn register_netns(name: &str) {
+/// Registers `command` to run if the harness is interrupted before [`forget_undo`] is called
+/// with the same `what` (which also names it in the message printed then).
+pub fn undo_on_interrupt(what: &str, command: &Command) {
+    let argv = std::iter::once(command.get_program().to_owned())
+        .chain(command.get_args().map(ToOwned::to_owned))
+        .collect();
     LEFTOVERS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .netns
-        .push(name.to_owned());
+        .undo
+        .push((what.to_owned(), argv));
 }
 
-pub(crate) fn unregister_netns(name: &str) {
+/// The thing registered as `what` was undone (or is kept on purpose).
+pub fn forget_undo(what: &str) {
     LEFTOVERS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .netns
-        .retain(|n| n != name);
+        .undo
+        .retain(|(w, _)| w != what);
 }
 
 fn signal(pid: u32, signal: i32) {
@@ -185,6 +201,24 @@ pub fn run(command: &mut Command) -> Result<String> {
             command.get_args().collect::<Vec<_>>(),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs a long command to completion with its progress (stderr) shown, returning its stdout.
+pub fn run_showing_progress(command: &mut Command) -> Result<String> {
+    let output = command
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{:?} {:?} failed ({}); its output is above",
+            command.get_program(),
+            command.get_args().collect::<Vec<_>>(),
+            output.status
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())

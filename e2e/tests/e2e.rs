@@ -2,12 +2,26 @@
 //! namespace of the cluster the backend provides (see `e2e::cluster`), checks what `kubectl`
 //! prints (pinned in `snapshots/`) and what a client library gets back.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use anyhow::{Result, ensure};
-use e2e::{cluster::Cluster, install::Manifests, manifest, overlays, paths};
-use k8s_openapi::api::{apps::v1::Deployment, batch::v1::CronJob, core::v1::Pod};
-use kube::{Api, Resource, api::PostParams};
+use anyhow::{Context, Result, ensure};
+use e2e::{
+    cluster::{BackendKind, Cluster, Kind, WEBHOOK_DEPLOYMENT, WEBHOOK_NAMESPACE},
+    install::Manifests,
+    kind,
+    load::Load,
+    manifest, overlays, paths,
+    process::wait_for,
+};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, ReplicaSet},
+    batch::v1::CronJob,
+    core::v1::{Container, Pod},
+};
+use kube::{
+    Api, Resource,
+    api::{ListParams, PostParams},
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -15,27 +29,50 @@ const WEBHOOK: &str = "validator-webhook.validator-webhook.svc";
 
 type Case = fn(Arc<Cluster>) -> Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
-/// Names each case after its function.
+/// Where a case runs. The local control plane has no kubelet, no kube-proxy, no image store
+/// and no Deployment of the webhook, so what needs pods to really run, or the webhook's own
+/// pods, is shown on kind only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runs {
+    OnBoth,
+    OnKindOnly,
+}
+
+impl Runs {
+    fn on(self, backend: BackendKind) -> bool {
+        self == Runs::OnBoth || backend == BackendKind::Kind
+    }
+}
+
+/// Names each case after its function, with the backends it runs on.
 macro_rules! cases {
-    ($($case:ident),* $(,)?) => {
-        vec![$((stringify!($case), (|cluster| Box::pin($case(cluster))) as Case)),*]
+    ($($runs:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
+        vec![$($((stringify!($case), Runs::$runs, (|cluster| Box::pin($case(cluster))) as Case)),*),*]
     };
 }
 
 /// The cases, in the order they run. The one that stops the webhook runs last.
-fn cases() -> Vec<(&'static str, Case)> {
+fn cases() -> Vec<(&'static str, Runs, Case)> {
     cases![
-        admits_deployment_with_prefixed_images,
-        rejects_deployment_with_unprefixed_images,
-        rejects_update_to_unprefixed_image,
-        rejects_pod_with_unprefixed_init_container,
-        rejects_cronjob_with_unprefixed_image,
-        rejects_server_side_dry_run,
-        rejects_debug_container_with_unprefixed_image,
-        admits_anything_in_exempt_namespaces,
-        every_overlay_passes_server_side_dry_run,
-        kind_overlay_differs_only_in_image_pull_policy_and_certificate,
-        fails_closed_while_the_webhook_is_down,
+        OnBoth: [
+            admits_deployment_with_prefixed_images,
+            rejects_deployment_with_unprefixed_images,
+            rejects_update_to_unprefixed_image,
+            rejects_pod_with_unprefixed_init_container,
+            rejects_cronjob_with_unprefixed_image,
+            rejects_server_side_dry_run,
+            rejects_debug_container_with_unprefixed_image,
+            admits_anything_in_exempt_namespaces,
+            every_overlay_passes_server_side_dry_run,
+            kind_overlay_differs_only_in_image_pull_policy_and_certificate,
+            denied_deployment_never_creates_a_replica_set,
+        ],
+        OnKindOnly: [
+            webhook_pods_are_ready_as_uid_65532_from_the_image_just_built,
+            admitted_deployment_pods_reach_running,
+            rolling_restart_under_load_loses_no_admission,
+        ],
+        OnBoth: [fails_closed_while_the_webhook_is_down],
     ]
 }
 
@@ -43,11 +80,30 @@ fn main() -> std::process::ExitCode {
     let mut args = Arguments::from_args();
     // The cases share one webhook, and one of them stops it.
     args.test_threads = Some(1);
+    let backend = match BackendKind::from_env() {
+        Ok(backend) => backend,
+        Err(error) => {
+            eprintln!("e2e: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let (cases, elsewhere): (Vec<_>, Vec<_>) = cases()
+        .into_iter()
+        .partition(|(_, runs, _)| runs.on(backend));
+    if !elsewhere.is_empty() {
+        let names: Vec<_> = elsewhere.iter().map(|(name, _, _)| *name).collect();
+        eprintln!(
+            "e2e: {} backend: {} cases; these run on kind only: {}",
+            backend.name(),
+            cases.len(),
+            names.join(", ")
+        );
+    }
     let runtime = Arc::new(tokio::runtime::Runtime::new().expect("a tokio runtime"));
     if args.list {
-        let trials = cases()
+        let trials = cases
             .into_iter()
-            .map(|(name, _)| Trial::test(name, || Ok(())))
+            .map(|(name, _, _)| Trial::test(name, || Ok(())))
             .collect();
         return libtest_mimic::run(&args, trials).exit_code();
     }
@@ -58,9 +114,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let trials = cases()
+    let trials = cases
         .into_iter()
-        .map(|(name, case)| {
+        .map(|(name, _, case)| {
             let (cluster, runtime) = (cluster.clone(), runtime.clone());
             Trial::test(name, move || {
                 runtime
@@ -380,6 +436,301 @@ async fn fails_closed_while_the_webhook_is_down(cluster: Arc<Cluster>) -> Result
     ensure!(created.trim() == "deployment.apps/web created", "{created}");
     cluster.delete_namespace(&ns).await;
     Ok(())
+}
+
+/// Both webhook pods are Ready (so the readiness probe passes) and never restarted (so the
+/// liveness probe passes), their process runs as uid 65532 as the kernel sees it, and the image
+/// they run is the one `just image` just built, by image ID.
+async fn webhook_pods_are_ready_as_uid_65532_from_the_image_just_built(
+    cluster: Arc<Cluster>,
+) -> Result<()> {
+    let kind = on_kind(&cluster)?;
+    let pods = webhook_pods(&cluster).await?;
+    ensure!(pods.len() == 2, "{} webhook pods instead of 2", pods.len());
+    for pod in pods {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let spec = pod.spec.context("a pod without a spec")?;
+        let container = (spec.containers.iter())
+            .find(|c| c.name == "webhook")
+            .context("no webhook container")?;
+        ensure!(
+            probe_path(container, true) == Some("/readyz"),
+            "{name}: readiness probe"
+        );
+        ensure!(
+            probe_path(container, false) == Some("/healthz"),
+            "{name}: liveness probe"
+        );
+        let status = pod.status.context("a pod without a status")?;
+        let ready =
+            (status.conditions.iter().flatten()).any(|c| c.type_ == "Ready" && c.status == "True");
+        ensure!(ready, "{name} is not Ready: {:?}", status.conditions);
+        let container = (status.container_statuses.iter().flatten())
+            .find(|c| c.name == "webhook")
+            .context("no status of the webhook container")?;
+        ensure!(container.ready, "{name}: the container is not ready");
+        ensure!(
+            container.restart_count == 0,
+            "{name}: restarted {} times (liveness?)",
+            container.restart_count
+        );
+        let id = container
+            .container_id
+            .as_deref()
+            .context("no container ID")?;
+        let running = kind.cluster.container(id)?;
+        ensure!(
+            running.uid == 65532 && running.gid == 65532,
+            "{name} runs as uid {} gid {}",
+            running.uid,
+            running.gid
+        );
+        ensure!(
+            running.image_id == kind.webhook_image.id,
+            "{name} runs image {} ({}), not {} as built: {}",
+            running.image_id,
+            container.image_id,
+            kind::WEBHOOK_IMAGE,
+            kind.webhook_image.id
+        );
+    }
+    Ok(())
+}
+
+/// A Deployment the policy admits, with an image the node has, gets pods that reach Running.
+async fn admitted_deployment_pods_reach_running(cluster: Arc<Cluster>) -> Result<()> {
+    on_kind(&cluster)?;
+    let ns = cluster.namespace("reach-running").await?;
+    let created = cluster
+        .kubectl
+        .ok(&["create", "-n", &ns, "-f", "running-deployment.yaml"])?;
+    ensure!(
+        created.trim() == "deployment.apps/pause created",
+        "{created}"
+    );
+    let started = std::time::Instant::now();
+    kubectl_blocking(
+        &cluster,
+        &[
+            "rollout",
+            "status",
+            "deployment/pause",
+            "-n",
+            &ns,
+            "--timeout=180s",
+        ],
+    )
+    .await?;
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), &ns)
+        .list(&ListParams::default().labels("app=pause"))
+        .await?;
+    ensure!(
+        pods.items.len() == 2,
+        "{} pods instead of 2",
+        pods.items.len()
+    );
+    for pod in &pods.items {
+        let status = pod.status.as_ref().context("a pod without a status")?;
+        ensure!(
+            status.phase.as_deref() == Some("Running"),
+            "{:?} is {:?}",
+            pod.metadata.name,
+            status.phase
+        );
+        let image = (status.container_statuses.iter().flatten())
+            .map(|c| c.image.as_str())
+            .collect::<Vec<_>>();
+        ensure!(
+            image.iter().all(|i| i.ends_with(kind::TEST_IMAGE)),
+            "{image:?}"
+        );
+    }
+    eprintln!(
+        "    2 pods of {} Running {:.1} s after the create",
+        kind::TEST_IMAGE,
+        started.elapsed().as_secs_f64()
+    );
+    cluster.delete_namespace(&ns).await;
+    Ok(())
+}
+
+/// A denied Deployment leaves nothing for the controllers to act on: while an admitted one in
+/// the same namespace gets its ReplicaSet, the denied one never does; and a ReplicaSet made
+/// directly with a bad image is denied too.
+async fn denied_deployment_never_creates_a_replica_set(cluster: Arc<Cluster>) -> Result<()> {
+    ensure!(
+        cluster.has_controllers(),
+        "this case needs kube-controller-manager, which KUBEBUILDER_ASSETS lacks"
+    );
+    let ns = cluster.namespace("no-replica-set").await?;
+    kubectl_denied(
+        &cluster,
+        &["create", "-n", &ns, "-f", "bad-deployment.yaml"],
+    )?;
+    cluster
+        .kubectl
+        .ok(&["create", "-n", &ns, "-f", "running-deployment.yaml"])?;
+    let replica_sets = Api::<ReplicaSet>::namespaced(cluster.client.clone(), &ns);
+    let owners = wait_for(
+        "a ReplicaSet for the admitted Deployment",
+        Duration::from_secs(60),
+        || async {
+            let owners: Vec<String> = (replica_sets.list(&ListParams::default()).await?.items)
+                .iter()
+                .flat_map(|rs| rs.metadata.owner_references.iter().flatten())
+                .map(|owner| format!("{}/{}", owner.kind, owner.name))
+                .collect();
+            ensure!(!owners.is_empty(), "no ReplicaSet yet");
+            Ok(owners)
+        },
+    )
+    .await?;
+    ensure!(
+        owners == ["Deployment/pause"],
+        "ReplicaSets owned by {owners:?}"
+    );
+    let listed = cluster
+        .kubectl
+        .ok(&["get", "deployments", "-n", &ns, "-o", "name"])?;
+    ensure!(listed.trim() == "deployment.apps/pause", "{listed}");
+
+    let bad: Deployment = manifest("bad-deployment.yaml")?;
+    let replica_set = ReplicaSet {
+        metadata: bad.metadata.clone(),
+        spec: bad
+            .spec
+            .map(|spec| k8s_openapi::api::apps::v1::ReplicaSetSpec {
+                replicas: spec.replicas,
+                selector: spec.selector,
+                template: Some(spec.template),
+                ..Default::default()
+            }),
+        ..ReplicaSet::default()
+    };
+    match replica_sets
+        .create(&PostParams::default(), &replica_set)
+        .await
+    {
+        Err(kube::Error::Api(status)) => ensure!(
+            status.code == 403 && status.message.contains("Invalid image name"),
+            "{}",
+            status.message
+        ),
+        other => anyhow::bail!("a ReplicaSet with unprefixed images was not denied: {other:?}"),
+    }
+    cluster.delete_namespace(&ns).await;
+    Ok(())
+}
+
+/// Eight clients create through the API server for at least 60 s while the webhook's
+/// Deployment is restarted twice: every good Deployment is admitted and every bad one denied,
+/// with no request lost to a pod going away.
+async fn rolling_restart_under_load_loses_no_admission(cluster: Arc<Cluster>) -> Result<()> {
+    const CLIENTS: usize = 8;
+    const AT_LEAST: Duration = Duration::from_secs(60);
+    on_kind(&cluster)?;
+    let ns = cluster.namespace("restart-under-load").await?;
+    let load = Load::start(
+        &cluster.client,
+        &ns,
+        CLIENTS,
+        manifest("good-deployment.yaml")?,
+        manifest("bad-deployment.yaml")?,
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut rollouts = Vec::new();
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        kubectl_blocking(
+            &cluster,
+            &[
+                "rollout",
+                "restart",
+                WEBHOOK_DEPLOYMENT,
+                "-n",
+                WEBHOOK_NAMESPACE,
+            ],
+        )
+        .await?;
+        kubectl_blocking(
+            &cluster,
+            &[
+                "rollout",
+                "status",
+                WEBHOOK_DEPLOYMENT,
+                "-n",
+                WEBHOOK_NAMESPACE,
+                "--timeout=180s",
+            ],
+        )
+        .await?;
+        rollouts.push(format!("{:.1} s", started.elapsed().as_secs_f64()));
+    }
+    if let Some(rest) = AT_LEAST.checked_sub(load.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    let tally = load.stop().await?;
+    let line = format!(
+        "restart under load ({CLIENTS} clients, 2 rolling restarts taking {}): {tally}",
+        rollouts.join(" and ")
+    );
+    eprintln!("    {line}");
+    for error in &tally.first_errors {
+        eprintln!("    failed: {error}");
+    }
+    cluster.note(line);
+    ensure!(
+        tally.failed == 0,
+        "{} requests failed during the restarts; the first: {:?}",
+        tally.failed,
+        tally.first_errors
+    );
+    ensure!(
+        tally.admitted > 0 && tally.denied > 0,
+        "no load was made: {tally}"
+    );
+    cluster.delete_namespace(&ns).await;
+    Ok(())
+}
+
+fn on_kind(cluster: &Cluster) -> Result<&Kind> {
+    cluster
+        .kind()
+        .context("this case runs on the kind backend only")
+}
+
+/// The webhook's pods that are not terminating.
+async fn webhook_pods(cluster: &Cluster) -> Result<Vec<Pod>> {
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), WEBHOOK_NAMESPACE)
+        .list(&ListParams::default().labels("app.kubernetes.io/name=validator-webhook"))
+        .await?;
+    Ok(pods
+        .items
+        .into_iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .collect())
+}
+
+/// The HTTPS path of a container's readiness (or liveness) probe.
+fn probe_path(container: &Container, readiness: bool) -> Option<&str> {
+    let probe = if readiness {
+        container.readiness_probe.as_ref()
+    } else {
+        container.liveness_probe.as_ref()
+    }?;
+    let get = probe.http_get.as_ref()?;
+    (get.scheme.as_deref() == Some("HTTPS")).then_some(get.path.as_deref()?)
+}
+
+/// A kubectl command that waits (a rollout), off the runtime's threads so the load keeps going.
+async fn kubectl_blocking(cluster: &Cluster, args: &[&str]) -> Result<String> {
+    let kubectl = cluster.kubectl.clone();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kubectl.ok(&args)
+    })
+    .await?
 }
 
 async fn every_overlay_passes_server_side_dry_run(cluster: Arc<Cluster>) -> Result<()> {

@@ -1,12 +1,17 @@
 //! A smoke test of the built container image: started with testcontainers as a cluster would
 //! run it (read-only root, all capabilities dropped, the Secret mounted at /tls), it answers
-//! good and bad AdmissionReviews over TLS for the Service's name.
+//! good and bad AdmissionReviews over TLS for the Service's name, and runs as uid 65532.
 //!
-//! `just e2e-image` builds the image and runs this; it needs a Docker engine.
+//! `just e2e-image` builds the image and runs this; it needs a Docker engine. testcontainers-rs
+//! has no reaper container (nothing to pull): the container is removed here, explicitly on
+//! success, by the container's drop on failure, and by the harness's interrupt handler on Ctrl-C.
 
 use std::{os::unix::fs::PermissionsExt, process::Command};
 
-use e2e::{https, paths};
+use e2e::{
+    https, paths,
+    process::{clean_up_on_interrupt, forget_undo, run, undo_on_interrupt},
+};
 use testcontainers::{
     GenericImage, ImageExt,
     core::{AccessMode, IntoContainerPort, Mount, WaitFor},
@@ -42,6 +47,14 @@ async fn the_image_answers_reviews_over_tls() {
         .unwrap();
     }
 
+    clean_up_on_interrupt();
+    let container_name = format!("validator-webhook-e2e-image-{}", std::process::id());
+    let undo = format!("removing container {container_name}");
+    undo_on_interrupt(
+        &undo,
+        Command::new("docker").args(["rm", "--force", "--volumes", &container_name]),
+    );
+
     let (name, tag) = image();
     let container = GenericImage::new(name, tag)
         .with_exposed_port(8443.tcp())
@@ -55,6 +68,7 @@ async fn the_image_answers_reviews_over_tls() {
         .with_env_var("VALIDATOR_WEBHOOK_LOG_FORMAT", "json")
         .with_readonly_rootfs(true)
         .with_cap_drop("ALL")
+        .with_container_name(&container_name)
         .start()
         .await
         .expect("the image starts (is a Docker engine running, and was the image built?)");
@@ -81,4 +95,32 @@ async fn the_image_answers_reviews_over_tls() {
         .unwrap();
     assert_eq!(response["allowed"], true, "{response}");
     assert_eq!(response["uid"], uid);
+
+    // What the engine says it runs, and what the kernel says the process is.
+    let inspect = run(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.State.Pid}}",
+        container.id(),
+    ]))
+    .unwrap();
+    let fields: Vec<&str> = inspect.split_whitespace().collect();
+    assert_eq!(fields[..2], ["65532:65532", "true"], "{inspect}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", fields[2])).unwrap();
+    for field in ["Uid:", "Gid:"] {
+        let ids: Vec<&str> = (status.lines())
+            .find_map(|l| l.strip_prefix(field))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(ids, ["65532"; 4], "{field} of the webhook's process");
+    }
+
+    container.rm().await.unwrap();
+    forget_undo(&undo);
+    let gone = Command::new("docker")
+        .args(["container", "inspect", &container_name])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "{container_name} is still there");
 }

@@ -14,7 +14,7 @@ fn the_kind_node_runs_the_kubernetes_version_of_the_local_control_plane() {
         .find_map(|line| line.trim().strip_prefix("k8s.io/kubernetes "))
         .and_then(|rest| rest.split_whitespace().next())
         .expect("k8s.io/kubernetes is required in go.mod");
-    let kind = read("kind-config.yaml");
+    let kind = read("e2e/kind/cluster.yaml");
     let image = kind
         .lines()
         .find_map(|l| l.trim().strip_prefix("image: "))

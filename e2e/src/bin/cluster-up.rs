@@ -24,12 +24,20 @@ async fn main() -> Result<()> {
          Try it (kubectl {} matches the API server):\n\n\
          export KUBECONFIG={}\n\
          kubectl create namespace demo\n\
-         kubectl apply -n demo -f e2e/manifests/bad-deployment.yaml\n\n\
-         No controller-manager runs: Deployments get no pods, and a namespace needs\n\
-         `kubectl create serviceaccount default` before it takes a Pod.\n\
+         kubectl apply -n demo -f e2e/manifests/bad-deployment.yaml\n\
+         kubectl run -n demo bad --image=nginx:1.25\n\n\
+         {}\n\
          Logs are in {}. Press Ctrl-C to stop.",
         kubectl.display(),
         kubeconfig.display(),
+        if cluster.has_controllers() {
+            "kube-controller-manager runs: namespaces get their `default` service account and\n\
+             Deployments their ReplicaSets and Pods, which the webhook reviews too; no kubelet\n\
+             runs, so Pods stay Pending."
+        } else {
+            "No kube-controller-manager (KUBEBUILDER_ASSETS lacks it): Deployments get no pods, and\n\
+             a namespace needs `kubectl create serviceaccount default` before it takes a Pod."
+        },
         dir.join("logs").display(),
     );
     loop {
