@@ -15,7 +15,7 @@ run *args:
     cargo run -- {{ args }}
 
 # Everything CI runs: lint, unit and snapshot tests, the static binary, the e2e suite on a local control plane, then the image, its smoke test and the e2e suite on kind.
-test: lint unit e2e-static e2e-local image e2e-image e2e
+test: lint unit e2e-static e2e-local chart image e2e-image e2e
 
 # Formatting, clippy, and the lint of the Dockerfile, the workflow and the shell in recipes.
 lint:
@@ -23,13 +23,14 @@ lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
     hadolint Dockerfile Dockerfile.binary
     actionlint
-    shellcheck .ci/run e2e/control-plane/build.sh e2e/kind/engine.sh e2e/kind/node-image.sh e2e/kind/post-create.sh e2e/kind/runc-without-sys-resource
+    shellcheck .ci/run e2e/control-plane/build.sh e2e/kind/engine.sh e2e/kind/node-image.sh e2e/kind/post-create.sh e2e/kind/runc-without-sys-resource e2e/helm/build.sh
     .ci/shellcheck-recipes
     just --dry-run e2e 2>/dev/null
 
 # Unit, snapshot, server and command-line tests.
 unit:
     cargo test --workspace --exclude e2e --locked
+    cargo test -p e2e --locked --lib --test pins
 
 # Snapshot suites again, listing what changed (accept with `cargo insta review`).
 snapshots:
@@ -56,7 +57,7 @@ chart: control-plane helm
 # The e2e suite against a local kube-apiserver (root or passwordless sudo: the webhook runs in a network namespace).
 e2e-local: control-plane
     cargo build -p validator-webhook --locked
-    E2E_BACKEND=local cargo test -p e2e --locked --lib --test e2e --test pins
+    E2E_BACKEND=local cargo test -p e2e --locked --test e2e
 
 # A local control plane with the webhook installed from deploy/, until Ctrl-C; prints the KUBECONFIG to use.
 cluster-up: control-plane

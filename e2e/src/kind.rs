@@ -87,20 +87,19 @@ impl KindCluster {
         Ok(cluster)
     }
 
-    /// What the cluster needs after `kind create` before workloads run in it: CoreDNS serving
-    /// `cluster.local` only, with no upstream (kubeadm's DNS addon is skipped in the config).
+    /// What the cluster needs after `kind create` before workloads run in it
+    /// (`e2e/kind/post-create.sh`): kube-proxy's Service rules in place, so that no pod packet
+    /// to a ClusterIP is routed out of the node, then CoreDNS serving `cluster.local` only, with
+    /// no upstream (kubeadm's DNS addon is skipped in the config).
     pub fn after_create(&self, kubectl: &Kubectl) -> Result<()> {
-        let dns = paths::repository().join("e2e/kind/coredns.yaml");
-        eprintln!("==> applying {}", dns.display());
-        kubectl.ok(&["apply", "-f", &dns.to_string_lossy()])?;
-        kubectl.ok(&[
-            "rollout",
-            "status",
-            "deployment/coredns",
-            "-n",
-            "kube-system",
-            "--timeout=300s",
-        ])?;
+        let script = paths::repository().join("e2e/kind/post-create.sh");
+        let steps = run_showing_progress(
+            kubectl
+                .environment_of(&mut Command::new(&script))
+                .arg(CLUSTER),
+        )
+        .context("e2e/kind/post-create.sh failed")?;
+        eprint!("{steps}");
         Ok(())
     }
 

@@ -30,6 +30,19 @@ impl Kubectl {
         &self.kubeconfig
     }
 
+    /// `command` with this kubectl first on its PATH and `KUBECONFIG` set, for scripts.
+    pub fn environment_of<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+        let mut path = std::ffi::OsString::new();
+        if let Some(dir) = self.binary.parent() {
+            path.push(dir);
+            path.push(":");
+        }
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        command
+            .env("PATH", path)
+            .env("KUBECONFIG", &self.kubeconfig)
+    }
+
     /// `kubectl <args>`, run in `dir` so that file names in messages are as given.
     pub fn run_in(&self, dir: &Path, args: &[&str]) -> Result<Output> {
         let output = Command::new(&self.binary)

@@ -27,6 +27,9 @@ pub mod pki;
 pub mod process;
 
 use anyhow::{Context, Result};
+
+/// The numeric user and group the image runs as, which the Deployment's securityContext names.
+pub const IMAGE_USER: &str = "65532:65532";
 use serde::de::DeserializeOwned;
 
 /// A manifest from `e2e/manifests/`, as a typed object.

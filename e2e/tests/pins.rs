@@ -27,15 +27,22 @@ fn the_kind_node_runs_the_kubernetes_version_of_the_local_control_plane() {
 
 #[test]
 fn the_image_runs_as_the_user_the_deployment_expects() {
-    let dockerfile = read("Dockerfile");
+    let (user, group) = e2e::IMAGE_USER.split_once(':').expect("user:group");
+    for file in ["Dockerfile", "Dockerfile.binary"] {
+        let dockerfile = read(file);
+        assert!(
+            dockerfile.contains("\nFROM scratch\n"),
+            "the runtime stage of {file} is scratch"
+        );
+        assert!(
+            dockerfile.contains(&format!("\nUSER {user}:{group}\n")),
+            "{file} runs as {user}:{group}"
+        );
+    }
     let deployment = read("deploy/base/deployment.yaml");
     assert!(
-        dockerfile.contains("\nFROM scratch\n"),
-        "the runtime stage is scratch"
-    );
-    assert!(dockerfile.contains("\nUSER 65532:65532\n"));
-    assert!(deployment.contains("runAsUser: 65532") && deployment.contains("runAsGroup: 65532"));
-    assert!(
-        read("e2e/tests/static_binary.rs").contains(r#"const IMAGE_USER: &str = "65532:65532";"#)
+        deployment.contains(&format!("runAsUser: {user}"))
+            && deployment.contains(&format!("runAsGroup: {group}")),
+        "the Deployment runs as {user}:{group}"
     );
 }

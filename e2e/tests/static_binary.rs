@@ -14,12 +14,9 @@ use std::{
 };
 
 use e2e::{
-    https,
+    IMAGE_USER, https,
     process::{free_port, privileged},
 };
-
-/// The user the Dockerfile runs as.
-const IMAGE_USER: &str = "65532:65532";
 
 fn static_binary() -> PathBuf {
     let binary = std::env::var_os("VALIDATOR_WEBHOOK_STATIC_BIN").map(PathBuf::from).expect(
