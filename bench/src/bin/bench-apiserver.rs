@@ -20,7 +20,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use e2e::{cluster::Cluster, histogram::Histogram, paths, process::wait_for};
+use e2e::{cluster::Cluster, paths, process::wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
@@ -28,6 +28,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
+use validator_webhook_bench::histogram::Histogram;
 
 const WEBHOOK: &str = "validator-webhook.validator-webhook.svc";
 const CONFIGURATION: &str = "validator-webhook";
