@@ -97,16 +97,13 @@ impl Group {
 }
 
 impl Drop for Group {
-    /// SIGTERM to the whole group (the leader may be gone while its workers run), SIGKILL
-    /// after three seconds.
+    /// Kills the whole group at once (the leader may be gone while its workers run): a server
+    /// under test has nothing to save, and a graceful stop (the webhook's waits out its
+    /// shutdown delay) would only slow the run.
     fn drop(&mut self) {
         let group = self.child.id() as i32;
-        signal_group(group, libc::SIGTERM);
-        if !matches!(self.wait_for(Duration::from_secs(3)), Ok(Some(_))) {
-            signal_group(group, libc::SIGKILL);
-            let _ = self.child.wait();
-        }
         signal_group(group, libc::SIGKILL);
+        let _ = self.child.wait();
         live().retain(|&g| g != group);
     }
 }
