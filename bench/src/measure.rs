@@ -87,27 +87,33 @@ fn ticks(members: &[Process]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::process::{Command, Stdio};
+    use std::{
+        io::{BufRead, BufReader, Write},
+        process::{Command, Stdio},
+    };
 
     use super::*;
 
     #[test]
-    fn counts_the_cpu_and_memory_of_children_and_grandchildren() {
-        // A shell whose child spins for a while.
-        let mut shell = Command::new("sh")
-            .args([
-                "-c",
-                "sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done'; sleep 5",
-            ])
-            .stdout(Stdio::null())
+    fn counts_the_cpu_of_a_reaped_child_and_the_memory_of_the_tree() {
+        // On a line from us, the shell runs a child that spins, then says so and waits.
+        let script = "read go; sh -c 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done'; echo done; sleep 30";
+        let mut shell = (Command::new("sh").args(["-c", script]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let window = Window::open(shell.id()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(400));
+        writeln!(shell.stdin.as_mut().unwrap(), "go").unwrap();
+        let mut line = String::new();
+        BufReader::new(shell.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let usage = window.close().unwrap();
         shell.kill().unwrap();
         shell.wait().unwrap();
-        assert!(usage.cpu_seconds > 0.02, "{usage:?}");
+        assert_eq!(line, "done\n");
+        assert!(usage.cpu_seconds >= 0.01, "{usage:?}");
         assert!(usage.peak_rss_bytes > 0, "{usage:?}");
     }
 }
