@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use validator_webhook::{policy::Policy, review};
+use validator_webhook::{policy::Policy, webhook::review};
 
 /// Median time per review over several rounds of `iterations`.
 fn measure(policy: &Policy, body: &[u8]) -> Duration {

@@ -1,26 +1,27 @@
 //! validator-webhook: a Kubernetes validating admission webhook that admits only workloads whose
 //! container image names start with an allowed prefix.
 //!
-//! Where things live:
-//! - [`policy`]: the rule and the denial text; pure.
-//! - [`image`]: an image reference to its name.
-//! - [`workload`]: where each kind keeps its containers.
-//! - [`review`]: AdmissionReview bytes in, bytes out.
-//! - [`http`]: routes, and how every kind of bad request is answered.
-//! - [`server`]: listeners, TLS connections, graceful shutdown.
-//! - [`tls`]: the serving certificate and its reload.
-//! - [`metrics`]: the Prometheus series.
-//! - [`cli`], [`serve`], [`check`], [`certs`]: the command line and its subcommands.
+//! # Module map
+//!
+//! Three layers, each using only the ones below it:
+//!
+//! | layer | module | owns |
+//! |---|---|---|
+//! | commands | [`cmd::cli`] | flags and their environment variables |
+//! | | [`cmd::serve`] | from configuration to a running server, and back on a signal |
+//! | | [`cmd::check`] | verdicts on manifests, offline |
+//! | | [`cmd::certs`] | a CA, a serving certificate and the manifests that use them |
+//! | webhook | [`webhook::review`] | AdmissionReview bytes -> verdict -> AdmissionResponse bytes |
+//! | | [`webhook::handler`] | routes, and how every kind of bad request is answered (413, 415, ...) |
+//! | | [`webhook::server`] | the accept loop, TLS, HTTP/1.1 + HTTP/2, limits, shutdown; any [`webhook::server::Handler`] |
+//! | | [`webhook::tls`] | the serving certificate and its reload |
+//! | | [`webhook::metrics`] | the Prometheus series |
+//! | policy | [`policy`] | the rule, its [`policy::Verdict`] and the denial text; pure |
+//! | | [`policy::workload`] | where each kind keeps its pod spec and containers |
+//! | | [`policy::image`] | an image reference to its name |
+//! | | [`pki`] | CA and certificate issuance, for `certs`, the self-signed default and tests |
 
-pub mod certs;
-pub mod check;
-pub mod cli;
-pub mod http;
-pub mod image;
-pub mod metrics;
+pub mod cmd;
+pub mod pki;
 pub mod policy;
-pub mod review;
-pub mod serve;
-pub mod server;
-pub mod tls;
-pub mod workload;
+pub mod webhook;

@@ -3,7 +3,7 @@ use std::{io::IsTerminal, process::ExitCode};
 use clap::Parser;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
-use validator_webhook::{
+use validator_webhook::cmd::{
     certs, check,
     cli::{Cli, Command, ConfigError, LogArgs, LogFormat},
     serve,

@@ -10,7 +10,10 @@ use hyper::body::Frame;
 use rstest::rstest;
 use serde::Deserialize;
 use serde_json::Value;
-use validator_webhook::{http::App, metrics::Metrics, policy::Policy};
+use validator_webhook::{
+    policy::Policy,
+    webhook::{handler::Webhook, metrics::Metrics},
+};
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -39,8 +42,8 @@ impl Fixture {
     }
 }
 
-fn app() -> App {
-    App::new(Policy::default(), Arc::new(Metrics::default()))
+fn app() -> Webhook {
+    Webhook::new(Policy::default(), Arc::new(Metrics::default()))
 }
 
 /// Status, the headers that carry meaning, and the body (as JSON where it is JSON).
@@ -71,7 +74,7 @@ async fn answers_every_request_fixture_as_pinned(
     for (name, value) in &fixture.headers {
         request = request.header(name, value);
     }
-    let response = app().handle(request.body(Full::new(body)).unwrap()).await;
+    let response = app().answer(request.body(Full::new(body)).unwrap()).await;
     let described = describe(response).await;
 
     // Every error answer says why, as a Status.
@@ -97,13 +100,13 @@ async fn answers_every_request_fixture_as_pinned(
 #[tokio::test]
 async fn stops_being_ready_when_draining_but_stays_alive() {
     let app = app();
-    app.set_ready(false);
+    app.readiness().set(false);
     let get = |path: &str| Request::get(path).body(Full::new(Bytes::new())).unwrap();
     assert_eq!(
-        app.handle(get("/readyz")).await.status(),
+        app.answer(get("/readyz")).await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
-    assert_eq!(app.handle(get("/healthz")).await.status(), StatusCode::OK);
+    assert_eq!(app.answer(get("/healthz")).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -114,7 +117,7 @@ async fn a_body_that_never_finishes_times_out() {
         .header("content-type", "application/json")
         .body(body)
         .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(5), app.handle(request))
+    let response = tokio::time::timeout(Duration::from_secs(5), app.answer(request))
         .await
         .expect("handler hung");
     assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
@@ -130,8 +133,8 @@ async fn counts_reviews_and_rejections_in_metrics() {
             .body(Full::new(Bytes::from(body)))
             .unwrap()
     };
-    app.handle(post(review)).await;
-    app.handle(post(b"nope".to_vec())).await;
+    app.answer(post(review)).await;
+    app.answer(post(b"nope".to_vec())).await;
     let text = app.metrics().encode();
     assert!(text.contains(r#"validator_webhook_reviews_total{kind="Deployment",operation="CREATE",verdict="denied"} 1"#), "{text}");
     assert!(

@@ -1,73 +1,271 @@
-//! Every review fixture, posted to the webhook's review function: the full AdmissionReview
-//! reply is pinned in `snapshots/`, and the contract the API server enforces is checked too.
+//! Review fixtures, posted to the webhook's review function: each case says what the reply
+//! must be (allowed, warned, or denied with 403 or 400), and the full AdmissionReview reply is
+//! pinned in `snapshots/`. Image references are one table over one base review.
 
 use std::path::{Path, PathBuf};
 
 use rstest::rstest;
 use serde_json::Value;
-use validator_webhook::{policy::Policy, review};
+use validator_webhook::{policy::Policy, webhook::review};
 
-fn snapshot_name(path: &Path) -> String {
-    format!("review__{}", path.file_stem().unwrap().to_string_lossy())
+/// What the reply must be.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    Allowed,
+    /// Allowed, with a warning that the policy did not look.
+    Warned,
+    /// Denied by the policy: 403 Forbidden, "Invalid image name ...".
+    Forbidden,
+    /// Denied because the object cannot be read: 400 Bad Request.
+    BadRequest,
 }
 
-#[rstest]
-fn answers_every_fixture_as_pinned(#[files("tests/fixtures/reviews/*.json")] path: PathBuf) {
-    let body = std::fs::read(&path).unwrap();
-    let reviewed = review::review(&Policy::default(), &body).unwrap();
+/// Reviews `body` with `policy` and checks the reply against `expect` and what any API server
+/// checks before it believes a reply.
+fn reply_to(policy: &Policy, body: &[u8], expect: Expect) -> Value {
+    let reviewed = review::review(policy, body).unwrap();
     let reply: Value = serde_json::from_slice(&reviewed.body).unwrap();
-    let request: Value = serde_json::from_slice(&body).unwrap();
-
-    // What any API server checks before it believes a reply.
+    let request: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(reply["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(reply["kind"], "AdmissionReview");
     assert_eq!(reply["response"]["uid"], request["request"]["uid"]);
 
-    // What the fixture's name promises.
-    let name = path.file_stem().unwrap().to_string_lossy().into_owned();
     let response = &reply["response"];
     let message = response["status"]["message"].as_str().unwrap_or_default();
-    if name.ends_with("-allowed") || name.ends_with("-not-inspected") || name.contains("from-bad") {
-        assert_eq!(response["allowed"], true, "{name}: {message}");
-    } else if name.ends_with("-denied") || name.contains("offenders") || name.contains("to-bad") {
-        assert_eq!(response["allowed"], false, "{name}");
-        assert_eq!(response["status"]["code"], 403);
-        assert_eq!(response["status"]["reason"], "Forbidden");
-        assert!(
-            message.starts_with("Invalid image name"),
-            "{name}: {message}"
-        );
+    let warnings = response["warnings"].as_array().map(Vec::len);
+    match expect {
+        Expect::Allowed => {
+            assert_eq!(response["allowed"], true, "{message}");
+            assert_eq!(warnings, None);
+        }
+        Expect::Warned => {
+            assert_eq!(response["allowed"], true, "{message}");
+            assert_eq!(warnings, Some(1));
+        }
+        Expect::Forbidden => {
+            assert_eq!(response["allowed"], false);
+            assert_eq!(response["status"]["code"], 403);
+            assert_eq!(response["status"]["reason"], "Forbidden");
+            assert!(message.starts_with("Invalid image name"), "{message}");
+        }
+        Expect::BadRequest => {
+            assert_eq!(response["allowed"], false);
+            assert_eq!(response["status"]["code"], 400);
+            assert_eq!(response["status"]["reason"], "BadRequest");
+            assert!(message.starts_with("Cannot inspect this "), "{message}");
+        }
     }
-    if name.ends_with("-not-inspected") {
-        assert_eq!(
-            response["warnings"].as_array().map(Vec::len),
-            Some(1),
-            "{name}"
-        );
-    }
+    reply
+}
 
+fn pin(name: &str, input: &Path, reply: &Value) {
     insta::with_settings!({
         snapshot_path => "../snapshots",
         prepend_module_to_snapshot => false,
-        input_file => &path,
+        input_file => input,
         omit_expression => true,
     }, {
-        insta::assert_json_snapshot!(snapshot_name(&path), reply);
+        insta::assert_json_snapshot!(format!("review__{name}"), reply);
     });
 }
 
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(format!("tests/fixtures/reviews/{name}.json"))
+}
+
 #[rstest]
-#[case::second_prefix_allows("team_api:1.0", true)]
-#[case::first_prefix_allows("msalinasc_api:1.0", true)]
-#[case::neither_allows("api:1.0", false)]
-fn any_configured_prefix_allows(#[case] image: &str, #[case] allowed: bool) {
+#[case::connect_allowed("connect-allowed", Expect::Allowed)]
+#[case::containers_not_a_list("containers-not-a-list", Expect::BadRequest)]
+#[case::create_without_object("create-without-object", Expect::BadRequest)]
+#[case::cronjob_allowed("cronjob-allowed", Expect::Allowed)]
+#[case::cronjob_denied("cronjob-denied", Expect::Forbidden)]
+#[case::cronjob_two_offenders("cronjob-two-offenders", Expect::Forbidden)]
+#[case::daemonset_allowed("daemonset-allowed", Expect::Allowed)]
+#[case::daemonset_denied("daemonset-denied", Expect::Forbidden)]
+#[case::delete_allowed("delete-allowed", Expect::Allowed)]
+#[case::deployment_allowed("deployment-allowed", Expect::Allowed)]
+#[case::deployment_as_kubectl_sends_it("deployment-as-kubectl-sends-it", Expect::Allowed)]
+#[case::deployment_denied_init_container("deployment-denied-init-container", Expect::Forbidden)]
+#[case::deployment_denied("deployment-denied", Expect::Forbidden)]
+#[case::deployment_three_offenders("deployment-three-offenders", Expect::Forbidden)]
+#[case::deployment_update_from_bad_image("deployment-update-from-bad-image", Expect::Allowed)]
+#[case::deployment_update_to_bad_image("deployment-update-to-bad-image", Expect::Forbidden)]
+#[case::deployment_without_template("deployment-without-template", Expect::BadRequest)]
+#[case::generate_name_allowed("generate-name-allowed", Expect::Allowed)]
+#[case::image_not_a_string("image-not-a-string", Expect::BadRequest)]
+#[case::ingress_not_inspected("ingress-not-inspected", Expect::Warned)]
+#[case::job_allowed("job-allowed", Expect::Allowed)]
+#[case::job_denied("job-denied", Expect::Forbidden)]
+#[case::pod_allowed("pod-allowed", Expect::Allowed)]
+#[case::pod_denied_init_container("pod-denied-init-container", Expect::Forbidden)]
+#[case::pod_denied("pod-denied", Expect::Forbidden)]
+#[case::pod_ephemeralcontainers_allowed("pod-ephemeralcontainers-allowed", Expect::Allowed)]
+#[case::pod_ephemeralcontainers_denied("pod-ephemeralcontainers-denied", Expect::Forbidden)]
+#[case::pod_status_subresource_not_inspected(
+    "pod-status-subresource-not-inspected",
+    Expect::Warned
+)]
+#[case::replicaset_allowed("replicaset-allowed", Expect::Allowed)]
+#[case::replicaset_denied("replicaset-denied", Expect::Forbidden)]
+#[case::replicationcontroller_allowed("replicationcontroller-allowed", Expect::Allowed)]
+#[case::replicationcontroller_denied("replicationcontroller-denied", Expect::Forbidden)]
+#[case::statefulset_allowed("statefulset-allowed", Expect::Allowed)]
+#[case::statefulset_denied("statefulset-denied", Expect::Forbidden)]
+#[case::unknown_group_not_inspected("unknown-group-not-inspected", Expect::Warned)]
+#[case::unknown_kind_not_inspected("unknown-kind-not-inspected", Expect::Warned)]
+fn answers_each_fixture(#[case] name: &str, #[case] expect: Expect) {
+    let path = fixture(name);
+    let body = std::fs::read(&path).unwrap();
+    let reply = reply_to(&Policy::default(), &body, expect);
+    pin(name, &path, &reply);
+}
+
+#[test]
+fn every_fixture_has_a_case() {
+    let source = std::fs::read_to_string(file!()).unwrap();
+    for entry in std::fs::read_dir("tests/fixtures/reviews").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "json") {
+            let name = path.file_stem().unwrap().to_string_lossy();
+            assert!(
+                source.contains(&format!("(\"{name}\", Expect::")),
+                "{} has no case in answers_each_fixture",
+                path.display()
+            );
+        }
+    }
+}
+
+const IMAGE_REVIEW: &str = "tests/fixtures/image-review.json";
+
+/// The base review (a Pod with one container, `app`) with `uid` and `image`; `None` leaves
+/// the container without an image.
+fn image_review(uid: &str, image: Option<&str>) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(&std::fs::read(IMAGE_REVIEW).unwrap()).unwrap();
+    review["request"]["uid"] = Value::from(uid);
+    let container = review
+        .pointer_mut("/request/object/spec/containers/0")
+        .and_then(Value::as_object_mut)
+        .expect("the base review has a container");
+    assert!(
+        container.contains_key("image"),
+        "the base review sets an image"
+    );
+    match image {
+        Some(image) => container.insert("image".into(), Value::from(image)),
+        None => container.remove("image"),
+    };
+    serde_json::to_vec(&review).unwrap()
+}
+
+#[rstest]
+#[case::bad_digest_denied(
+    "image-bad-digest-denied",
+    "00000000-0000-4000-8000-7d62512af642",
+    Some("msalinasc_app@sha256:abc"),
+    Expect::Forbidden
+)]
+#[case::bare_name_denied(
+    "image-bare-name-denied",
+    "00000000-0000-4000-8000-9a4d45d0b376",
+    Some("nginx"),
+    Expect::Forbidden
+)]
+#[case::docker_library_allowed(
+    "image-docker-library-allowed",
+    "00000000-0000-4000-8000-10263fcaae36",
+    Some("docker.io/library/msalinasc_app"),
+    Expect::Allowed
+)]
+#[case::empty_denied(
+    "image-empty-denied",
+    "00000000-0000-4000-8000-5dc4b7c909a9",
+    Some(""),
+    Expect::Forbidden
+)]
+#[case::missing_denied(
+    "image-missing-denied",
+    "00000000-0000-4000-8000-6b6ba1f4ef01",
+    None,
+    Expect::Forbidden
+)]
+#[case::prefix_in_namespace_denied(
+    "image-prefix-in-namespace-denied",
+    "00000000-0000-4000-8000-06f36efd4efb",
+    Some("msalinasc/app"),
+    Expect::Forbidden
+)]
+#[case::prefix_in_path_denied(
+    "image-prefix-in-path-denied",
+    "00000000-0000-4000-8000-b5abb5926f86",
+    Some("example.com/msalinasc_team/app"),
+    Expect::Forbidden
+)]
+#[case::prefix_in_tag_denied(
+    "image-prefix-in-tag-denied",
+    "00000000-0000-4000-8000-60431367790b",
+    Some("app:msalinasc_x"),
+    Expect::Forbidden
+)]
+#[case::registry_port_path_digest_allowed(
+    "image-registry-port-path-digest-allowed",
+    "00000000-0000-4000-8000-f223ea4cbde4",
+    Some(
+        "registry.example.com:5000/team/msalinasc_api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    ),
+    Expect::Allowed
+)]
+#[case::registry_with_port_allowed(
+    "image-registry-with-port-allowed",
+    "00000000-0000-4000-8000-7a45e73f4cc9",
+    Some("localhost:5000/msalinasc_app"),
+    Expect::Allowed
+)]
+#[case::tag_allowed(
+    "image-tag-allowed",
+    "00000000-0000-4000-8000-7b5a74ec68aa",
+    Some("msalinasc_app:1.0"),
+    Expect::Allowed
+)]
+#[case::tag_and_digest_allowed(
+    "image-tag-and-digest-allowed",
+    "00000000-0000-4000-8000-5b0f6b01b1de",
+    Some(
+        "msalinasc_app:1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    ),
+    Expect::Allowed
+)]
+#[case::upper_case_denied(
+    "image-upper-case-denied",
+    "00000000-0000-4000-8000-e2a4228c8310",
+    Some("MSALINASC_App"),
+    Expect::Forbidden
+)]
+fn judges_each_image_reference(
+    #[case] name: &str,
+    #[case] uid: &str,
+    #[case] image: Option<&str>,
+    #[case] expect: Expect,
+) {
+    let body = image_review(uid, image);
+    let reply = reply_to(&Policy::default(), &body, expect);
+    pin(name, Path::new(IMAGE_REVIEW), &reply);
+}
+
+#[rstest]
+#[case::second_prefix_allows("team_api:1.0", Expect::Allowed)]
+#[case::first_prefix_allows("msalinasc_api:1.0", Expect::Allowed)]
+#[case::neither_allows("api:1.0", Expect::Forbidden)]
+fn any_configured_prefix_allows(#[case] image: &str, #[case] expect: Expect) {
     let policy = Policy::new(["msalinasc_", "team_"]).unwrap();
-    let fixture = std::fs::read_to_string("tests/fixtures/reviews/pod-allowed.json").unwrap();
-    let body = fixture.replace("registry.example.com/shop/msalinasc_app:2.1", image);
-    let reviewed = review::review(&policy, body.as_bytes()).unwrap();
-    let reply: Value = serde_json::from_slice(&reviewed.body).unwrap();
-    assert_eq!(reply["response"]["allowed"], allowed, "{reply}");
-    if !allowed {
+    let mut review: Value =
+        serde_json::from_slice(&std::fs::read(fixture("pod-allowed")).unwrap()).unwrap();
+    let field = review
+        .pointer_mut("/request/object/spec/containers/0/image")
+        .expect("pod-allowed has an image to replace");
+    *field = Value::from(image);
+    let reply = reply_to(&policy, &serde_json::to_vec(&review).unwrap(), expect);
+    if let Expect::Forbidden = expect {
         insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false }, {
             insta::assert_snapshot!("review__two_prefixes_denied", reply["response"]["status"]["message"].as_str().unwrap());
         });

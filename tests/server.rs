@@ -10,7 +10,7 @@ use support::{
     Client, TestServer, fixed_store, localhost_certificate, quick_timeouts, review_request,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use validator_webhook::{metrics::Metrics, tls::CertStore};
+use validator_webhook::webhook::{metrics::Metrics, tls::CertStore};
 
 fn denial_message(body: &[u8]) -> String {
     let reply: Value = serde_json::from_slice(body).unwrap();
@@ -83,7 +83,7 @@ async fn a_plaintext_request_on_the_tls_port_drops_only_that_connection() {
         again.protocol, b"http/1.1",
         "new TLS connections are still accepted"
     );
-    assert_eq!(server.app.metrics().tls_handshake_failures.get(), 1);
+    assert_eq!(server.webhook.metrics().tls_handshake_failures.get(), 1);
 }
 
 #[tokio::test]

@@ -1,21 +1,21 @@
-//! The cost floor: validator-webhook's own HTTP and TLS stack (hyper's HTTP/1.1 + HTTP/2 auto
-//! builder over tokio-rustls, with the webhook's rustls configuration) reading each request body
-//! in full and answering one fixed, pre-serialised AdmissionReview without parsing anything.
-//! What validator-webhook costs above this is the cost of reviewing.
+//! The cost floor: validator-webhook's own server (its accept loop, TLS configuration,
+//! HTTP/1.1 + HTTP/2 settings, timeouts and drain) with a handler that reads each request body
+//! in full, under the webhook's own body limits, and answers one fixed, pre-serialised
+//! AdmissionReview without parsing anything. What validator-webhook costs above this is the
+//! cost of reviewing.
 
-use std::{convert::Infallible, path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc};
 
 use anyhow::Result;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
-use http_body_util::{BodyExt, Full};
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use validator_webhook::{
+use validator_webhook::webhook::{
+    handler::{BODY_TIMEOUT, MAX_BODY_BYTES},
     metrics::Metrics,
-    server::{self, HANDSHAKE_TIMEOUT, Timeouts},
+    server::{Handler, Server, Timeouts},
     tls::{self, CertStore, Loaded},
 };
 
@@ -27,39 +27,27 @@ pub const ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"Admissio
 
 /// Serves `listener` with the certificate in `cert` and `key` until the process is stopped.
 pub async fn serve(listener: TcpListener, cert: &Path, key: &Path) -> Result<()> {
-    let certificates =
-        CertStore::fixed(Loaded::from_files(cert, key)?, Arc::new(Metrics::default()));
-    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(Arc::new(certificates))?));
-    // The webhook's own listener settings, so the only difference is the answer.
-    let builder = Arc::new(server::http_builder(&Timeouts::default()));
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            // Out of file descriptors, most likely: back off rather than spin.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        server::prepare(&stream, peer);
-        let (acceptor, builder) = (acceptor.clone(), builder.clone());
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            else {
-                return;
-            };
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service_fn(answer))
-                .await;
-        });
-    }
+    let metrics = Arc::new(Metrics::default());
+    let certificates = CertStore::fixed(Loaded::from_files(cert, key)?, metrics.clone());
+    let tls = tls::server_config(Arc::new(certificates))?;
+    let server = Server::new(listener, tls, Arc::new(FixedAnswer), Timeouts::default())
+        .with_handshake_failures(metrics.tls_handshake_failures.clone());
+    server.run(std::future::pending()).await;
+    Ok(())
 }
 
-async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    // Read the whole review, as any webhook must, and drop it unread.
-    let _ = request.into_body().collect().await;
-    let mut response = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
-    let json = HeaderValue::from_static("application/json");
-    response.headers_mut().insert(header::CONTENT_TYPE, json);
-    Ok(response)
+/// Reads the whole review, as any webhook must, and answers [`ANSWER`].
+struct FixedAnswer;
+
+impl Handler for FixedAnswer {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let body = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+        let _ = tokio::time::timeout(BODY_TIMEOUT, body).await;
+        let mut response = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
+        let json = HeaderValue::from_static("application/json");
+        response.headers_mut().insert(header::CONTENT_TYPE, json);
+        response
+    }
 }
 
 #[cfg(test)]

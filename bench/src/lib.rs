@@ -2,7 +2,7 @@
 //!
 //! - `bench` (`just bench`, `just bench-quick`): the webhook against its cost floor and the
 //!   webhooks users would otherwise write, each server alone on CPU 0 and oha on CPU 1.
-//! - `ceiling`: the cost floor, the webhook's HTTP and TLS stack answering a fixed review.
+//! - `ceiling`: the cost floor, the webhook's own server with a fixed-answer handler.
 //! - `bench-apiserver` (`just bench-apiserver`): what the webhook adds to writes through a
 //!   local kube-apiserver.
 //!

@@ -35,7 +35,7 @@ pub struct Pki {
 impl Pki {
     /// Issues them with the webhook's own `certs` code into `dir`.
     pub fn issue(dir: &Path) -> Result<Self> {
-        let issued = validator_webhook::certs::Issued::for_service(
+        let issued = validator_webhook::pki::Issued::for_service(
             "validator-webhook",
             "validator-webhook",
             7,

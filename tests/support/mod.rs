@@ -12,17 +12,20 @@ use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
 use tokio_rustls::{TlsConnector, client::TlsStream};
 use validator_webhook::{
-    http::App,
-    metrics::Metrics,
+    pki::SelfSigned,
     policy::Policy,
-    server::{Server, Timeouts},
-    tls::{CertStore, SelfSigned},
+    webhook::{
+        handler::Webhook,
+        metrics::{self, Metrics},
+        server::{self as webhook_server, Server, Timeouts},
+        tls::{CertStore, Loaded},
+    },
 };
 
 pub struct TestServer {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    pub app: Arc<App>,
+    pub webhook: Arc<Webhook>,
     shutdown: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<()>,
 }
@@ -31,29 +34,32 @@ impl TestServer {
     /// Serves `certificates` with the default policy on free loopback ports.
     pub async fn start(certificates: Arc<CertStore>, timeouts: Timeouts) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let app = Arc::new(App::new(Policy::default(), metrics));
-        Self::start_app(certificates, timeouts, app).await
-    }
-
-    pub async fn start_app(
-        certificates: Arc<CertStore>,
-        timeouts: Timeouts,
-        app: Arc<App>,
-    ) -> Self {
+        let webhook = Arc::new(Webhook::new(Policy::default(), metrics.clone()));
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let tls = validator_webhook::tls::server_config(certificates).unwrap();
-        let server = Server::bind(loopback, loopback, tls, app.clone(), timeouts)
+        let tls = validator_webhook::webhook::tls::server_config(certificates).unwrap();
+        let listener = webhook_server::listen(loopback, "--listen").await.unwrap();
+        let metrics_listener = webhook_server::listen(loopback, "--metrics-listen")
             .await
             .unwrap();
-        let (addr, metrics_addr) = (server.local_addr(), server.metrics_addr());
+        let metrics_addr = metrics_listener.local_addr().unwrap();
+        let server = Server::new(listener, tls, webhook.clone(), timeouts)
+            .with_readiness(webhook.readiness())
+            .with_handshake_failures(metrics.tls_handshake_failures.clone());
+        let addr = server.local_addr();
         let (shutdown, signal) = oneshot::channel();
-        let task = tokio::spawn(server.run(async {
-            let _ = signal.await;
-        }));
+        let task = tokio::spawn(async move {
+            let metrics_task = tokio::spawn(metrics::serve(metrics_listener, metrics));
+            server
+                .run(async {
+                    let _ = signal.await;
+                })
+                .await;
+            metrics_task.abort();
+        });
         Self {
             addr,
             metrics_addr,
-            app,
+            webhook,
             shutdown: Some(shutdown),
             task,
         }
@@ -71,6 +77,8 @@ pub fn quick_timeouts() -> Timeouts {
     Timeouts {
         handshake: Duration::from_millis(300),
         header_read: Duration::from_millis(300),
+        shutdown_delay: Duration::ZERO,
+        idle_grace: Duration::from_millis(200),
         drain: Duration::from_secs(5),
     }
 }
@@ -81,7 +89,7 @@ pub fn localhost_certificate() -> SelfSigned {
 
 pub fn fixed_store(certificate: &SelfSigned) -> Arc<CertStore> {
     Arc::new(CertStore::fixed(
-        certificate.load().unwrap(),
+        Loaded::generated(certificate).unwrap(),
         Arc::new(Metrics::default()),
     ))
 }
@@ -104,9 +112,18 @@ fn connector(ca_pem: &str, alpn: &[u8]) -> TlsConnector {
 
 /// Opens a TLS connection to the server as `localhost`.
 pub async fn connect_tls(addr: SocketAddr, ca_pem: &str, alpn: &[u8]) -> TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    try_connect_tls(addr, ca_pem, alpn).await.unwrap()
+}
+
+/// Opens a TLS connection to the server as `localhost`, or says why it could not.
+pub async fn try_connect_tls(
+    addr: SocketAddr,
+    ca_pem: &str,
+    alpn: &[u8],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
-    connector(ca_pem, alpn).connect(name, tcp).await.unwrap()
+    connector(ca_pem, alpn).connect(name, tcp).await
 }
 
 /// Whether a TLS handshake trusting only `ca_pem` succeeds.
@@ -125,9 +142,27 @@ pub struct Client {
     pub protocol: Vec<u8>,
 }
 
+/// What became of a request sent with [`Client::try_send`].
+pub enum Delivery {
+    Answered(Response<Bytes>),
+    /// The connection refused it before any of it was written, or an HTTP/2 GOAWAY said the
+    /// server never processed it: safe to send again elsewhere.
+    Refused(hyper::Error),
+    /// It was written, and no answer came.
+    Lost(hyper::Error),
+}
+
 impl Client {
     pub async fn connect(addr: SocketAddr, ca_pem: &str, alpn: &[u8]) -> Self {
-        let stream = connect_tls(addr, ca_pem, alpn).await;
+        Self::try_connect(addr, ca_pem, alpn).await.unwrap()
+    }
+
+    pub async fn try_connect(
+        addr: SocketAddr,
+        ca_pem: &str,
+        alpn: &[u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let stream = try_connect_tls(addr, ca_pem, alpn).await?;
         let protocol = stream
             .get_ref()
             .1
@@ -137,23 +172,46 @@ impl Client {
         let io = TokioIo::new(stream);
         if protocol == b"h2" {
             let (send, connection) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .unwrap();
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
             tokio::spawn(connection);
-            Self {
+            Ok(Self {
                 http1: None,
                 http2: Some(send),
                 protocol,
-            }
+            })
         } else {
-            let (send, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            let (send, connection) = hyper::client::conn::http1::handshake(io).await?;
             tokio::spawn(connection);
-            Self {
+            Ok(Self {
                 http1: Some(send),
                 http2: None,
                 protocol,
+            })
+        }
+    }
+
+    /// Sends a request, telling a request the connection refused before writing it from one
+    /// that was written and never answered.
+    pub async fn try_send(&mut self, request: Request<Full<Bytes>>) -> Delivery {
+        let sent = match (&mut self.http1, &mut self.http2) {
+            (Some(h1), _) => h1.try_send_request(request).await,
+            (_, Some(h2)) => h2.try_send_request(request).await,
+            _ => unreachable!(),
+        };
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) if error.message().is_some() => {
+                return Delivery::Refused(error.into_error());
             }
+            Err(error) if unprocessed(error.error()) => {
+                return Delivery::Refused(error.into_error());
+            }
+            Err(error) => return Delivery::Lost(error.into_error()),
+        };
+        let (parts, body) = response.into_parts();
+        match body.collect().await {
+            Ok(body) => Delivery::Answered(Response::from_parts(parts, body.to_bytes())),
+            Err(error) => Delivery::Lost(error),
         }
     }
 
@@ -169,6 +227,15 @@ impl Client {
             body.collect().await?.to_bytes(),
         ))
     }
+}
+
+/// Whether an HTTP/2 stream failed because the server's GOAWAY put it above the last stream it
+/// processed, which RFC 9113 section 6.8 makes safe to retry.
+fn unprocessed(error: &hyper::Error) -> bool {
+    let h2 = std::error::Error::source(error).and_then(|e| e.downcast_ref::<h2::Error>());
+    h2.is_some_and(|h2| {
+        h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR)
+    })
 }
 
 pub fn review_request(fixture: &str) -> Request<Full<Bytes>> {

@@ -15,23 +15,21 @@
 //! Every error answer is a JSON `Status` saying why, as the API server writes its own.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Body;
+use hyper::body::{Body, Incoming};
 
-use crate::{
+use super::{
     metrics::{Metrics, ReviewLabels},
-    policy::Policy,
     review::{self, ReviewError},
+    server::{Handler, Readiness},
 };
+use crate::policy::Policy;
 
 /// An AdmissionReview carries the object and, on UPDATE, the old object: both can be near the
 /// API server's 3 MiB object limit, so allow a little over twice that.
@@ -42,21 +40,30 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const VALIDATE_PATH: &str = "/validate";
 
-/// The webhook's request handler: the policy, its metrics and whether it takes reviews.
-pub struct App {
+/// The webhook's routes: the policy, its metrics and whether it takes reviews.
+pub struct Webhook {
     policy: Policy,
     metrics: Arc<Metrics>,
-    ready: AtomicBool,
+    readiness: Readiness,
     max_body_bytes: usize,
     body_timeout: Duration,
 }
 
-impl App {
+impl Handler for Webhook {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Response<Full<Bytes>>> + Send {
+        self.answer(request)
+    }
+}
+
+impl Webhook {
     pub fn new(policy: Policy, metrics: Arc<Metrics>) -> Self {
         Self {
             policy,
             metrics,
-            ready: AtomicBool::new(true),
+            readiness: Readiness::default(),
             max_body_bytes: MAX_BODY_BYTES,
             body_timeout: BODY_TIMEOUT,
         }
@@ -73,12 +80,14 @@ impl App {
         &self.metrics
     }
 
-    /// Readiness turns off when the server starts draining, so the Service stops sending reviews.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// What `/readyz` reports; the server clears it when it starts shutting down, so the
+    /// Service stops sending reviews.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
     }
 
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    /// Answers any request, with any body (tests send bodies of their own).
+    pub async fn answer<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -86,13 +95,11 @@ impl App {
         let answer = match (request.method(), request.uri().path()) {
             (&Method::POST, VALIDATE_PATH) => self.validate(request).await,
             (&Method::GET | &Method::HEAD, "/healthz") => Ok(text(StatusCode::OK, "ok")),
-            (&Method::GET | &Method::HEAD, "/readyz") => {
-                Ok(if self.ready.load(Ordering::Relaxed) {
-                    text(StatusCode::OK, "ok")
-                } else {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
-                })
-            }
+            (&Method::GET | &Method::HEAD, "/readyz") => Ok(if self.readiness.is_ready() {
+                text(StatusCode::OK, "ok")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+            }),
             (_, VALIDATE_PATH) => Err(Rejection::MethodNotAllowed("POST")),
             (_, "/healthz" | "/readyz") => Err(Rejection::MethodNotAllowed("GET, HEAD")),
             (_, path) => Err(Rejection::NotFound(path.to_owned())),

@@ -18,7 +18,8 @@ use rustls::{
     sign::CertifiedKey,
 };
 
-use crate::metrics::{Metrics, ReloadLabels};
+use super::metrics::{Metrics, ReloadLabels};
+use crate::pki::SelfSigned;
 
 /// How often the files are re-read even when no change was reported, in case the file system
 /// does not report changes (some network and overlay file systems don't).
@@ -104,6 +105,17 @@ impl Loaded {
             key: Arc::new(certified),
             not_after,
         })
+    }
+
+    /// A generated certificate, ready to serve.
+    pub fn generated(generated: &SelfSigned) -> Result<Self, TlsError> {
+        let unnamed = Path::new("generated certificate");
+        Self::from_pem(
+            generated.cert_pem.as_bytes(),
+            generated.key_pem.as_bytes(),
+            unnamed,
+            unnamed,
+        )
     }
 
     pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
@@ -307,48 +319,6 @@ pub struct WatchGuard {
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// A self-signed certificate for local use, as PEM.
-pub struct SelfSigned {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-impl SelfSigned {
-    /// A certificate valid for `names` (DNS names or IP addresses).
-    pub fn generate(names: &[&str]) -> Result<Self, TlsError> {
-        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
-        let generated = rcgen::generate_simple_self_signed(names)?;
-        Ok(Self {
-            cert_pem: generated.cert.pem(),
-            key_pem: generated.signing_key.serialize_pem(),
-        })
-    }
-
-    pub fn load(&self) -> Result<Loaded, TlsError> {
-        let unnamed = Path::new("generated certificate");
-        Loaded::from_pem(
-            self.cert_pem.as_bytes(),
-            self.key_pem.as_bytes(),
-            unnamed,
-            unnamed,
-        )
-    }
-
-    /// Writes the certificate (not the key) where clients can trust it.
-    pub fn write_cert(&self, path: &Path) -> Result<(), TlsError> {
-        let write = || {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(path, &self.cert_pem)
-        };
-        write().map_err(|source| TlsError::Write {
-            path: path.to_owned(),
-            source,
-        })
     }
 }
 

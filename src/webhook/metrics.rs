@@ -1,6 +1,14 @@
-//! The webhook's Prometheus series, and the registry they are served from.
+//! The webhook's Prometheus series, the registry they are served from, and the plain-HTTP
+//! listener that serves them on `/metrics`.
 
-use std::{sync::atomic::AtomicI64, time::Duration};
+use std::{convert::Infallible, sync::Arc, sync::atomic::AtomicI64, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -139,6 +147,45 @@ impl Drop for InFlight<'_> {
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves `metrics` on `/metrics` over plain HTTP/1.1 until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(respond(&metrics, request.uri().path())) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(super::server::HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match path {
+        "/metrics" => (StatusCode::OK, CONTENT_TYPE, metrics.encode()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "metrics are served on /metrics\n".to_owned(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
 
 #[cfg(test)]
 mod tests {

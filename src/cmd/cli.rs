@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::policy::{DEFAULT_PREFIX, Policy};
+use crate::policy::{DEFAULT_PREFIX, Policy, PrefixError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,7 +93,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", env = "VALIDATOR_WEBHOOK_TLS_KEY_FILE")]
     pub tls_key_file: Option<PathBuf>,
 
-    /// Seconds that reviews in flight get to finish after SIGTERM or SIGINT.
+    /// How long to go on serving after SIGTERM or SIGINT, reporting not ready on /readyz and
+    /// answering HTTP/1.1 with `Connection: close`, so the endpoint leaves the Service before
+    /// the listener closes; e.g. `5s`, `500ms`, or `0` to stop at once.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "VALIDATOR_WEBHOOK_SHUTDOWN_DELAY",
+        default_value = "5s",
+        value_parser = parse_duration
+    )]
+    pub shutdown_delay: Duration,
+
+    /// Seconds that reviews in flight get to finish once the listener has closed.
     #[arg(
         long,
         value_name = "SECONDS",
@@ -129,6 +141,10 @@ impl ServeArgs {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout)
     }
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("{e} (write e.g. 5s, 500ms or 0)"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -222,7 +238,7 @@ pub enum ConfigError {
         missing: &'static str,
     },
     #[error("invalid --allowed-prefix: {0}")]
-    Prefix(crate::policy::PrefixError),
+    Prefix(PrefixError),
     #[error("invalid --log-level {0:?}: {1}")]
     LogLevel(String, String),
 }
@@ -246,6 +262,27 @@ mod tests {
         assert_eq!(args.metrics_listen.to_string(), "0.0.0.0:9090");
         assert_eq!(args.policy.allowed_prefixes, ["msalinasc_"]);
         assert!(args.tls_files().unwrap().is_none());
+        assert_eq!(args.shutdown_delay, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn takes_the_shutdown_delay_as_a_duration() {
+        for (given, expected) in [
+            ("0", Duration::ZERO),
+            ("1500ms", Duration::from_millis(1500)),
+        ] {
+            let Command::Serve(args) = parse(&["--shutdown-delay", given]) else {
+                panic!("not serve")
+            };
+            assert_eq!(args.shutdown_delay, expected, "{given}");
+        }
+        let refused = Cli::try_parse_from(["validator-webhook", "--shutdown-delay", "soon"]);
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("--shutdown-delay")
+        );
     }
 
     #[test]

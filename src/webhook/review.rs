@@ -1,16 +1,18 @@
-//! One review, bytes in and bytes out: decode the AdmissionReview, ask the policy, encode the
-//! answer. Everything here is synchronous; the HTTP layer decides what a [`ReviewError`] becomes.
+//! One review, bytes in and bytes out: decode the AdmissionReview, ask the policy for a verdict,
+//! answer with the AdmissionResponse built from the request ([`respond`]: 403 for a denial,
+//! 400 for an object that cannot be read). Everything here is synchronous; the handler decides
+//! what a [`ReviewError`] becomes.
 
 use kube::core::{
-    DynamicObject, Resource,
-    admission::{AdmissionRequest, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation},
+    DynamicObject, GroupVersionKind, Resource, Status,
+    admission::{
+        AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND,
+        Operation,
+    },
 };
 use serde_json::error::Category;
 
-use crate::{
-    policy::{Policy, Verdict},
-    workload::Workload,
-};
+use crate::policy::{Input, Policy, Skipped, Verdict, workload::Workload};
 
 /// Why a body could not be reviewed. All but the last are the client's mistake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +46,7 @@ pub struct Reviewed {
 /// Reviews one AdmissionReview body with `policy`.
 pub fn review(policy: &Policy, body: &[u8]) -> Result<Reviewed, ReviewError> {
     let request = decode(body)?;
-    let verdict = policy.evaluate(&request);
+    let verdict = policy.evaluate(Input::of(&request));
     // Made once the verdict is known: recording a field later would format the span twice.
     let span = tracing::info_span!(
         "review",
@@ -62,7 +64,7 @@ pub fn review(policy: &Policy, body: &[u8]) -> Result<Reviewed, ReviewError> {
         Verdict::NotInspected(_) => tracing::debug!("not inspected"),
         Verdict::Allowed => tracing::debug!("allowed"),
     }
-    let response = verdict.respond(&request).into_review();
+    let response = respond(&verdict, &request).into_review();
     let body = serde_json::to_vec(&response).map_err(|e| ReviewError::Encode(e.to_string()))?;
     Ok(Reviewed {
         body,
@@ -70,6 +72,63 @@ pub fn review(policy: &Policy, body: &[u8]) -> Result<Reviewed, ReviewError> {
         operation: operation(&request.operation),
         verdict: verdict.label(),
     })
+}
+
+/// The answer to `request`: it echoes the request's uid and version, and a denial carries its
+/// message with 403 Forbidden (a policy denial) or 400 Bad Request (an unreadable object).
+pub fn respond<K: Resource>(
+    verdict: &Verdict<'_>,
+    request: &AdmissionRequest<K>,
+) -> AdmissionResponse {
+    let mut response = AdmissionResponse::from(request);
+    let (code, reason) = match verdict {
+        Verdict::Allowed => return response,
+        Verdict::NotInspected(skipped) => {
+            let resource = &request.resource.resource;
+            let subresource = request.sub_resource.as_deref();
+            let warning = warning(*skipped, &request.kind, resource, subresource);
+            response.warnings = Some(vec![warning]);
+            return response;
+        }
+        Verdict::Denied(_) => (403, "Forbidden"),
+        Verdict::Invalid(_) => (400, "BadRequest"),
+    };
+    let message = denial_message(verdict, &request.kind.kind).unwrap_or_default();
+    let mut response = response.deny(&message);
+    response.result = Status::failure(&message, reason).with_code(code);
+    response
+}
+
+/// What a denial says, or `None` for a verdict that allows.
+pub fn denial_message(verdict: &Verdict<'_>, kind: &str) -> Option<String> {
+    match verdict {
+        Verdict::Denied(denial) => Some(denial.to_string()),
+        Verdict::Invalid(invalid) => Some(format!("Cannot inspect this {kind}: {invalid}")),
+        Verdict::Allowed | Verdict::NotInspected(_) => None,
+    }
+}
+
+/// The warning `kubectl` prints when the policy let a request through without looking.
+pub fn warning(
+    skipped: Skipped,
+    gvk: &GroupVersionKind,
+    resource: &str,
+    subresource: Option<&str>,
+) -> String {
+    let group_version = match gvk.group.as_str() {
+        "" => gvk.version.clone(),
+        group => format!("{group}/{}", gvk.version),
+    };
+    match skipped {
+        Skipped::Kind => format!(
+            "validator-webhook: {group_version} {} is not a kind the image policy inspects",
+            gvk.kind
+        ),
+        Skipped::Subresource => format!(
+            "validator-webhook: subresource {resource}/{} is not inspected by the image policy",
+            subresource.unwrap_or_default()
+        ),
+    }
 }
 
 /// Decodes an AdmissionReview body into its request, checking the review's version.
@@ -140,5 +199,57 @@ fn operation(operation: &Operation) -> &'static str {
         Operation::Update => "UPDATE",
         Operation::Delete => "DELETE",
         Operation::Connect => "CONNECT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(kind: &str, object: &str) -> AdmissionRequest<Workload> {
+        let json = format!(
+            r#"{{"uid":"u","kind":{{"group":"","version":"v1","kind":"{kind}"}},
+                "resource":{{"group":"","version":"v1","resource":"things"}},
+                "operation":"CREATE","userInfo":{{}},"object":{object},"oldObject":null}}"#
+        );
+        serde_json::from_str(&json).unwrap()
+    }
+
+    fn answer(request: &AdmissionRequest<Workload>) -> AdmissionResponse {
+        respond(&Policy::default().evaluate(Input::of(request)), request)
+    }
+
+    #[test]
+    fn denial_carries_forbidden_and_the_request_uid() {
+        let response = answer(&request(
+            "Pod",
+            r#"{"spec":{"containers":[{"name":"c","image":"nginx"}]}}"#,
+        ));
+        assert!(!response.allowed);
+        assert_eq!(response.uid, "u");
+        assert_eq!(
+            (response.result.code, response.result.reason.as_str()),
+            (403, "Forbidden")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_object_is_a_bad_request() {
+        let response = answer(&request("Pod", r#"{"metadata":{}}"#));
+        assert!(!response.allowed);
+        assert_eq!(
+            (response.result.code, response.result.reason.as_str()),
+            (400, "BadRequest")
+        );
+    }
+
+    #[test]
+    fn leaves_unknown_kinds_alone_with_a_warning() {
+        let response = answer(&request("ConfigMap", r#"{"data":{}}"#));
+        assert!(response.allowed);
+        assert_eq!(
+            response.warnings.unwrap(),
+            ["validator-webhook: v1 ConfigMap is not a kind the image policy inspects"]
+        );
     }
 }

@@ -4,14 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
 use serde_json::json;
-use time::{Duration, OffsetDateTime};
 
-use crate::{cli::CertsArgs, tls::TlsError};
+use super::cli::CertsArgs;
+use crate::{pki::Issued, webhook::tls::TlsError};
 
 /// What `certs` writes, relative to its output directory.
 pub const FILES: [&str; 5] = [
@@ -22,55 +18,15 @@ pub const FILES: [&str; 5] = [
     "ca-bundle-patch.yaml",
 ];
 
-/// A CA, and a serving certificate it signed for the Service's DNS names.
-pub struct Issued {
-    pub ca_pem: String,
-    pub cert_pem: String,
-    pub key_pem: String,
+/// The manifests that carry an [`Issued`] certificate into a cluster.
+pub trait Manifests {
+    fn secret_yaml(&self, secret: &str, namespace: &str) -> String;
+    fn ca_bundle_patch(&self, webhooks: usize) -> String;
 }
 
-impl Issued {
-    /// Issues a certificate for `service` in `namespace`, valid for `days`.
-    pub fn for_service(service: &str, namespace: &str, days: i64) -> Result<Self, TlsError> {
-        let now = OffsetDateTime::now_utc();
-        let not_before = now - Duration::hours(1);
-
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name = name(&format!("{service}.{namespace} webhook CA"));
-        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca.not_before = not_before;
-        ca.not_after = now + Duration::days(days);
-        let ca_key = KeyPair::generate()?;
-        let ca_cert = ca.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca, ca_key);
-
-        let dns_names = vec![
-            format!("{service}.{namespace}.svc"),
-            format!("{service}.{namespace}.svc.cluster.local"),
-            format!("{service}.{namespace}"),
-            service.to_owned(),
-        ];
-        let mut leaf = CertificateParams::new(dns_names)?;
-        leaf.distinguished_name = name(&format!("{service}.{namespace}.svc"));
-        leaf.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        leaf.not_before = not_before;
-        leaf.not_after = now + Duration::days(days);
-        let key = KeyPair::generate()?;
-        let cert = leaf.signed_by(&key, &issuer)?;
-        Ok(Self {
-            ca_pem: ca_cert.pem(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
-    }
-
+impl Manifests for Issued {
     /// The Secret the Deployment mounts.
-    pub fn secret_yaml(&self, secret: &str, namespace: &str) -> String {
+    fn secret_yaml(&self, secret: &str, namespace: &str) -> String {
         let manifest = json!({
             "apiVersion": "v1",
             "kind": "Secret",
@@ -86,19 +42,13 @@ impl Issued {
     }
 
     /// A JSON patch that puts the CA into every webhook of the configuration.
-    pub fn ca_bundle_patch(&self, webhooks: usize) -> String {
+    fn ca_bundle_patch(&self, webhooks: usize) -> String {
         let bundle = STANDARD.encode(&self.ca_pem);
         let operations: Vec<_> = (0..webhooks)
             .map(|i| json!({ "op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": bundle }))
             .collect();
         yaml(&json!(operations))
     }
-}
-
-fn name(common_name: &str) -> DistinguishedName {
-    let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, common_name);
-    name
 }
 
 fn yaml(value: &serde_json::Value) -> String {
@@ -162,7 +112,7 @@ mod tests {
         let ca = CertificateDer::from_pem_slice(issued.ca_pem.as_bytes()).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca).unwrap();
-        let provider = std::sync::Arc::new(crate::tls::provider());
+        let provider = std::sync::Arc::new(crate::webhook::tls::provider());
         let verifier =
             rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
                 .build()

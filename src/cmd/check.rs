@@ -9,10 +9,13 @@ use std::{
     path::Path,
 };
 
-use kube::core::admission::AdmissionRequest;
-use serde_json::{Value, json};
+use kube::core::{GroupVersionKind, admission::Operation};
+use serde_json::Value;
 
-use crate::{policy::Policy, review, workload::Workload};
+use crate::{
+    policy::{Input, Policy, Verdict, workload::Workload},
+    webhook::review,
+};
 
 /// What `check` concluded about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,69 +135,93 @@ fn check_document(
         }
         return Ok(());
     }
-    let request = match kind.as_str() {
+    let finding = match kind.as_str() {
         "" => return Err("not a Kubernetes object: it has no kind".to_owned()),
         "AdmissionReview" => {
             let body = serde_json::to_vec(&document).map_err(|e| e.to_string())?;
-            review::decode(&body).map_err(|e| e.to_string())?
+            let request = review::decode(&body).map_err(|e| e.to_string())?;
+            let object = Object {
+                kind: &request.kind,
+                resource: &request.resource.resource,
+                name: &request.name,
+                namespace: request.namespace.as_deref(),
+            };
+            object.finding(
+                policy.evaluate(Input::of(&request)),
+                request.sub_resource.as_deref(),
+            )
         }
-        _ => as_create(&document)?,
+        _ => {
+            let api_version = document
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .ok_or("the object has no apiVersion")?;
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            let kind = GroupVersionKind::gvk(group, version, &kind);
+            let metadata = |field: &str| {
+                document
+                    .get("metadata")
+                    .and_then(|m| m.get(field))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (name, namespace) = (metadata("name"), metadata("namespace"));
+            let workload = Workload::from_value(document);
+            // As the API server would send it on CREATE.
+            let input = Input {
+                operation: &Operation::Create,
+                kind: &kind,
+                subresource: None,
+                object: Some(&workload),
+            };
+            let object = Object {
+                kind: &kind,
+                resource: "",
+                name: &name,
+                namespace: Some(namespace.as_str()),
+            };
+            object.finding(policy.evaluate(input), None)
+        }
     };
-    findings.push(evaluate(policy, &request));
+    findings.push(finding);
     Ok(())
 }
 
-/// The request the API server would send to create `object`.
-fn as_create(object: &Value) -> Result<AdmissionRequest<Workload>, String> {
-    let api_version = object
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .ok_or("the object has no apiVersion")?;
-    let kind = object
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let metadata = object.get("metadata");
-    let field = |name: &str| {
-        metadata
-            .and_then(|m| m.get(name))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    let request = json!({
-        "uid": "",
-        "kind": { "group": group, "version": version, "kind": kind },
-        "resource": { "group": group, "version": version, "resource": format!("{}s", kind.to_lowercase()) },
-        "name": field("name"),
-        "namespace": field("namespace"),
-        "operation": "CREATE",
-        "userInfo": {},
-        "object": object,
-        "oldObject": null,
-    });
-    serde_json::from_str(&request.to_string()).map_err(|e| e.to_string())
+/// The object a verdict is about, as the finding names it.
+struct Object<'a> {
+    kind: &'a GroupVersionKind,
+    resource: &'a str,
+    name: &'a str,
+    namespace: Option<&'a str>,
 }
 
-fn evaluate(policy: &Policy, request: &AdmissionRequest<Workload>) -> Finding {
-    let name = if request.name.is_empty() {
-        "(unnamed)"
-    } else {
-        request.name.as_str()
-    };
-    let object = match request.namespace.as_deref().filter(|ns| !ns.is_empty()) {
-        Some(namespace) => format!("{} {namespace}/{name}", request.kind.kind),
-        None => format!("{} {name}", request.kind.kind),
-    };
-    let response = policy.review(request);
-    let outcome = if !response.allowed {
-        Outcome::Denied(response.result.message)
-    } else if let Some(warnings) = response.warnings {
-        Outcome::NotInspected(warnings.join("; "))
-    } else {
-        Outcome::Allowed
-    };
-    Finding { object, outcome }
+impl Object<'_> {
+    fn finding(&self, verdict: Verdict<'_>, subresource: Option<&str>) -> Finding {
+        let name = if self.name.is_empty() {
+            "(unnamed)"
+        } else {
+            self.name
+        };
+        let kind = &self.kind.kind;
+        let object = match self.namespace.filter(|ns| !ns.is_empty()) {
+            Some(namespace) => format!("{kind} {namespace}/{name}"),
+            None => format!("{kind} {name}"),
+        };
+        let outcome = match &verdict {
+            Verdict::Allowed => Outcome::Allowed,
+            Verdict::NotInspected(skipped) => Outcome::NotInspected(review::warning(
+                *skipped,
+                self.kind,
+                self.resource,
+                subresource,
+            )),
+            Verdict::Denied(_) | Verdict::Invalid(_) => {
+                Outcome::Denied(review::denial_message(&verdict, kind).unwrap_or_default())
+            }
+        };
+        Finding { object, outcome }
+    }
 }
 
 #[cfg(test)]
@@ -239,14 +266,27 @@ metadata: {name: settings}
     #[test]
     fn opens_lists() {
         let text = r#"{"apiVersion":"v1","kind":"List","items":[
-            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"nginx"}]}}]}"#;
-        assert_eq!(check(text).unwrap().len(), 1);
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"nginx"}]}},
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"b"},"spec":{"containers":[{"name":"c","image":"msalinasc_b"}]}}]}"#;
+        assert_eq!(
+            check(text).unwrap(),
+            [
+                "Pod a: denied: Invalid image name: spec.containers[0] \"c\": image \"nginx\" has name \"nginx\", \
+                 which does not start with \"msalinasc_\"",
+                "Pod b: allowed",
+            ]
+        );
     }
 
     #[test]
     fn says_which_document_is_not_an_object() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\njust: data\n";
         assert_eq!(
-            check("kind: Pod\n---\njust: data\n").unwrap_err(),
+            check(text).unwrap_err(),
+            "document 2: not a Kubernetes object: it has no kind"
+        );
+        assert_eq!(
+            check("kind: Pod\n").unwrap_err(),
             "document 1: the object has no apiVersion"
         );
     }

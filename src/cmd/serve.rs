@@ -2,17 +2,20 @@
 
 use std::{io, net::SocketAddr, path::PathBuf, sync::Arc};
 
+use super::cli::{ConfigError, ServeArgs};
 use crate::{
-    cli::{ConfigError, ServeArgs},
-    http::App,
-    metrics::Metrics,
-    server::{ServeError, Server, Timeouts},
-    tls::{CertStore, SelfSigned, TlsError},
+    pki::SelfSigned,
+    webhook::{
+        handler::Webhook,
+        metrics::{self, Metrics},
+        server::{self, ServeError, Server, Timeouts},
+        tls::{CertStore, Loaded, TlsError},
+    },
 };
 
 /// An AdmissionReview of a Deployment with an unapproved init container image, written next to
 /// the generated certificate so the printed `curl` line works as it is.
-const EXAMPLE_REVIEW: &str = include_str!("../examples/review-bad-deployment.json");
+const EXAMPLE_REVIEW: &str = include_str!("../../examples/review-bad-deployment.json");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -42,7 +45,7 @@ pub fn serve(args: ServeArgs) -> Result<(), StartError> {
             None => {
                 let (generated, try_it) = local_certificate(args.listen)?;
                 (
-                    CertStore::fixed(generated.load()?, metrics.clone()),
+                    CertStore::fixed(Loaded::generated(&generated)?, metrics.clone()),
                     Some(try_it),
                 )
             }
@@ -50,23 +53,32 @@ pub fn serve(args: ServeArgs) -> Result<(), StartError> {
         let certificates = Arc::new(certificates);
         let _watch = certificates.watch()?;
         let prefixes = policy.prefixes().to_vec();
-        let app = Arc::new(App::new(policy, metrics));
+        let webhook = Arc::new(Webhook::new(policy, metrics.clone()));
+        let readiness = webhook.readiness();
         let timeouts = Timeouts {
+            shutdown_delay: args.shutdown_delay,
             drain: args.shutdown_timeout(),
             ..Timeouts::default()
         };
-        let tls = crate::tls::server_config(certificates)?;
-        let server = Server::bind(args.listen, args.metrics_listen, tls, app, timeouts).await?;
+        let tls = crate::webhook::tls::server_config(certificates)?;
+        let listener = server::listen(args.listen, "--listen").await?;
+        let metrics_listener = server::listen(args.metrics_listen, "--metrics-listen").await?;
+        let metrics_addr = metrics_listener.local_addr().map_err(StartError::Runtime)?;
+        let server = Server::new(listener, tls, webhook, timeouts)
+            .with_readiness(readiness)
+            .with_handshake_failures(metrics.tls_handshake_failures.clone());
         tracing::info!(
             listen = %server.local_addr(),
-            metrics = %server.metrics_addr(),
+            metrics = %metrics_addr,
             ?prefixes,
             "serving reviews on /validate"
         );
         if let Some(try_it) = try_it {
             println!("{try_it}");
         }
+        let metrics_task = tokio::spawn(metrics::serve(metrics_listener, metrics));
         server.run(shutdown_signal()).await;
+        metrics_task.abort();
         Ok(())
     })
 }
@@ -87,7 +99,12 @@ fn local_certificate(listen: SocketAddr) -> Result<(SelfSigned, String), TlsErro
     let generated = SelfSigned::generate(&names)?;
     let dir = std::env::temp_dir().join("validator-webhook");
     let cert: PathBuf = dir.join("localhost.crt");
-    generated.write_cert(&cert)?;
+    generated
+        .write_cert(&cert)
+        .map_err(|source| TlsError::Write {
+            path: cert.clone(),
+            source,
+        })?;
     let example = dir.join("review-bad-deployment.json");
     std::fs::write(&example, EXAMPLE_REVIEW).map_err(|source| TlsError::Write {
         path: example.clone(),

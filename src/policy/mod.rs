@@ -1,18 +1,42 @@
-//! The image policy: a pure function from an admission request and its configuration to the
-//! response the API server gets. No I/O happens here, so every verdict can be pinned by a
-//! snapshot without a socket.
+//! The image policy: a pure function from what a request asks and its configuration to a
+//! [`Verdict`]. No I/O happens here, and no HTTP: the review layer (`webhook::review`) turns the
+//! verdict into the AdmissionResponse. The denial text users read is [`Denial`]'s `Display`.
+
+pub mod image;
+pub mod workload;
 
 use std::fmt;
 
 use kube::core::{
-    Status,
-    admission::{AdmissionRequest, AdmissionResponse, Operation},
+    GroupVersionKind,
+    admission::{AdmissionRequest, Operation},
 };
 
-use crate::{
-    image::{self, InvalidReference},
+use self::{
+    image::InvalidReference,
     workload::{Container, PodSpecAt, ShapeError, Workload},
 };
+
+/// What the policy reads of an admission request.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub operation: &'a Operation,
+    pub kind: &'a GroupVersionKind,
+    /// `None` or empty for the object itself.
+    pub subresource: Option<&'a str>,
+    pub object: Option<&'a Workload>,
+}
+
+impl<'a> Input<'a> {
+    pub fn of(request: &'a AdmissionRequest<Workload>) -> Self {
+        Self {
+            operation: &request.operation,
+            kind: &request.kind,
+            subresource: request.sub_resource.as_deref(),
+            object: request.object.as_ref(),
+        }
+    }
+}
 
 /// The prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "msalinasc_";
@@ -77,19 +101,19 @@ impl Policy {
     }
 
     /// Decides on a request.
-    pub fn evaluate(&self, request: &AdmissionRequest<Workload>) -> Verdict<'_> {
-        if matches!(request.operation, Operation::Delete | Operation::Connect) {
+    pub fn evaluate(&self, input: Input<'_>) -> Verdict<'_> {
+        if matches!(input.operation, Operation::Delete | Operation::Connect) {
             return Verdict::Allowed;
         }
-        let Some(at) = PodSpecAt::of(&request.kind) else {
+        let Some(at) = PodSpecAt::of(input.kind) else {
             return Verdict::NotInspected(Skipped::Kind);
         };
-        match request.sub_resource.as_deref() {
+        match input.subresource {
             None | Some("") => {}
             Some("ephemeralcontainers") if at == PodSpecAt::Spec => {}
             Some(_) => return Verdict::NotInspected(Skipped::Subresource),
         }
-        let Some(object) = &request.object else {
+        let Some(object) = input.object else {
             return Verdict::Invalid(Invalid::NoObject);
         };
         let containers = match object.containers(at) {
@@ -108,11 +132,6 @@ impl Policy {
                 prefixes: &self.prefixes,
             })
         }
-    }
-
-    /// Decides on a request and answers it: the response echoes the request's uid and version.
-    pub fn review(&self, request: &AdmissionRequest<Workload>) -> AdmissionResponse {
-        self.evaluate(request).respond(request)
     }
 
     /// Whether an image name starts with one of the allowed prefixes.
@@ -144,9 +163,9 @@ pub enum Verdict<'p> {
     Allowed,
     /// Allowed, with a warning that the policy did not look.
     NotInspected(Skipped),
-    /// Denied with 403 Forbidden: some container's image is not allowed.
+    /// Denied: some container's image is not allowed.
     Denied(Denial<'p>),
-    /// Denied with 400 Bad Request: the object cannot be read as its kind.
+    /// Denied: the object cannot be read as its kind.
     Invalid(Invalid),
 }
 
@@ -160,41 +179,6 @@ impl Verdict<'_> {
             Self::Invalid(_) => "invalid",
         }
     }
-
-    pub fn respond<K: kube::core::Resource>(
-        &self,
-        request: &AdmissionRequest<K>,
-    ) -> AdmissionResponse {
-        let mut response = AdmissionResponse::from(request);
-        match self {
-            Self::Allowed => response,
-            Self::NotInspected(skipped) => {
-                response.warnings = Some(vec![skipped.warning(request)]);
-                response
-            }
-            Self::Denied(denial) => deny(response, denial.to_string(), 403, "Forbidden"),
-            Self::Invalid(invalid) => {
-                let kind = &request.kind.kind;
-                deny(
-                    response,
-                    format!("Cannot inspect this {kind}: {invalid}"),
-                    400,
-                    "BadRequest",
-                )
-            }
-        }
-    }
-}
-
-fn deny(
-    response: AdmissionResponse,
-    message: String,
-    code: u16,
-    reason: &str,
-) -> AdmissionResponse {
-    let mut response = response.deny(&message);
-    response.result = Status::failure(&message, reason).with_code(code);
-    response
 }
 
 /// Why a request was let through without inspection.
@@ -202,27 +186,6 @@ fn deny(
 pub enum Skipped {
     Kind,
     Subresource,
-}
-
-impl Skipped {
-    fn warning<K: kube::core::Resource>(self, request: &AdmissionRequest<K>) -> String {
-        let gvk = &request.kind;
-        let group_version = match gvk.group.as_str() {
-            "" => gvk.version.clone(),
-            group => format!("{group}/{}", gvk.version),
-        };
-        match self {
-            Self::Kind => format!(
-                "validator-webhook: {group_version} {} is not a kind the image policy inspects",
-                gvk.kind
-            ),
-            Self::Subresource => format!(
-                "validator-webhook: subresource {}/{} is not inspected by the image policy",
-                request.resource.resource,
-                request.sub_resource.as_deref().unwrap_or_default()
-            ),
-        }
-    }
 }
 
 /// Why an object could not be inspected.
@@ -343,7 +306,8 @@ mod tests {
     #[test]
     fn allows_prefixed_images() {
         let policy = Policy::default();
-        let verdict = policy.evaluate(&pod(&["msalinasc_app:1.0", "localhost:5000/msalinasc_db"]));
+        let request = pod(&["msalinasc_app:1.0", "localhost:5000/msalinasc_db"]);
+        let verdict = policy.evaluate(Input::of(&request));
         assert_eq!(verdict.label(), "allowed");
     }
 
@@ -351,7 +315,7 @@ mod tests {
     fn names_the_container_the_image_and_the_prefix() {
         let request = pod(&["msalinasc_app", "nginx:1.25"]);
         let policy = Policy::default();
-        let Verdict::Denied(denial) = policy.evaluate(&request) else {
+        let Verdict::Denied(denial) = policy.evaluate(Input::of(&request)) else {
             panic!("not denied")
         };
         assert_eq!(
@@ -364,7 +328,7 @@ mod tests {
     fn counts_and_separates_several_offenders() {
         let request = pod(&["nginx", "Redis"]);
         let policy = Policy::default();
-        let Verdict::Denied(denial) = policy.evaluate(&request) else {
+        let Verdict::Denied(denial) = policy.evaluate(Input::of(&request)) else {
             panic!("not denied")
         };
         assert_eq!(
@@ -378,7 +342,8 @@ mod tests {
     #[test]
     fn lists_every_allowed_prefix() {
         let policy = Policy::new(["msalinasc_", "team_"]).unwrap();
-        let Verdict::Denied(denial) = policy.evaluate(&pod(&["nginx"])) else {
+        let request = pod(&["nginx"]);
+        let Verdict::Denied(denial) = policy.evaluate(Input::of(&request)) else {
             panic!("not denied")
         };
         assert!(
@@ -386,7 +351,8 @@ mod tests {
                 .to_string()
                 .ends_with(r#"which does not start with any of "msalinasc_", "team_""#)
         );
-        assert_eq!(policy.evaluate(&pod(&["team_api"])).label(), "allowed");
+        let request = pod(&["team_api"]);
+        assert_eq!(policy.evaluate(Input::of(&request)).label(), "allowed");
     }
 
     #[rstest]
@@ -397,27 +363,5 @@ mod tests {
     #[case::leading_dot(&[".x"], PrefixError::Unmatchable(".x".into()))]
     fn refuses_prefixes_that_cannot_work(#[case] prefixes: &[&str], #[case] error: PrefixError) {
         assert_eq!(Policy::new(prefixes.iter().copied()), Err(error));
-    }
-
-    #[test]
-    fn denial_carries_forbidden_and_the_request_uid() {
-        let request = pod(&["nginx"]);
-        let response = Policy::default().review(&request);
-        assert!(!response.allowed);
-        assert_eq!(response.uid, "u");
-        assert_eq!(
-            (response.result.code, response.result.reason.as_str()),
-            (403, "Forbidden")
-        );
-    }
-
-    #[test]
-    fn leaves_unknown_kinds_alone_with_a_warning() {
-        let response = Policy::default().review(&request("ConfigMap", r#"{"data":{}}"#));
-        assert!(response.allowed);
-        assert_eq!(
-            response.warnings.unwrap(),
-            ["validator-webhook: v1 ConfigMap is not a kind the image policy inspects"]
-        );
     }
 }

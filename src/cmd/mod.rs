@@ -1,0 +1,6 @@
+//! The command line and its subcommands.
+
+pub mod certs;
+pub mod check;
+pub mod cli;
+pub mod serve;

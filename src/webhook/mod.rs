@@ -1,0 +1,7 @@
+//! The webhook over HTTPS: reviews, routes, the server, its certificate and its metrics.
+
+pub mod handler;
+pub mod metrics;
+pub mod review;
+pub mod server;
+pub mod tls;
