@@ -114,18 +114,18 @@ e2e: image control-plane
 
 # Benchmark validator-webhook against its cost floor and its peers (~15 min); results in target/bench/.
 bench *args: (_require "taskset" "oha" "go")
-    cargo build --release --locked -p validator-webhook -p validator-webhook-bench
+    cargo build --release --locked -p validator-webhook
+    cargo build --release --locked -p validator-webhook-bench --no-default-features --bin bench --bin ceiling
     target/release/bench {{ args }}
 
 # The benchmark's headline cell on validator-webhook, ceiling, controller-runtime and Flask, in under a minute.
-bench-quick *args: (_require "taskset" "oha" "go")
-    cargo build --release --locked -p validator-webhook -p validator-webhook-bench
-    target/release/bench --quick {{ args }}
+bench-quick *args:
+    just bench --quick {{ args }}
 
 # What the webhook adds to dry-run creates through a local kube-apiserver, and what the API server measures of it.
 bench-apiserver *args: control-plane
     cargo build --release --locked -p validator-webhook
-    cargo build --release --locked -p e2e --bin bench-apiserver
+    cargo build --release --locked -p validator-webhook-bench --bin bench-apiserver
     VALIDATOR_WEBHOOK_BIN=target/release/validator-webhook target/release/bench-apiserver {{ args }}
 
 # Fails, saying how to install it, when a tool is missing.

@@ -1,36 +1,36 @@
-//! The validator-webhook benchmark: the runner (`bench`) and the cost-floor server (`ceiling`).
+//! The validator-webhook benchmarks, one home for all three:
 //!
-//! Where things live:
-//! - [`plan`]: the matrix (payload × verdict × protocol × concurrency), quick and full.
-//! - [`layout`]: where inputs are read from and results written to.
-//! - [`prereqs`]: finding and building what the run needs (oha, taskset, the peers).
-//! - [`pki`]: the one CA and serving certificate every server uses.
-//! - [`payloads`]: the AdmissionReview bodies, committed and generated.
-//! - [`answer`]: what a correct answer to a review is.
-//! - [`probe`]: a small TLS client to see that a server is up and answers correctly.
+//! - `bench` (`just bench`, `just bench-quick`): the webhook against its cost floor and the
+//!   webhooks users would otherwise write, each server alone on CPU 0 and oha on CPU 1.
+//! - `ceiling`: the cost floor, the webhook's own server with a fixed-answer handler.
+//! - `bench-apiserver` (`just bench-apiserver`): what the webhook adds to writes through a
+//!   local kube-apiserver.
+//!
+//! The modules, from the bottom up:
+//! - [`plan`]: the servers and the matrix (payload × verdict × protocol × concurrency).
+//! - [`payloads`]: the AdmissionReview bodies, committed and derived.
+//! - [`probe`]: a TLS client that sees a server come up and checks its answers.
 //! - [`process`]: child processes that never outlive the runner.
-//! - [`servers`]: how each server is started, and waited for.
-//! - [`load`]: the load generator, oha, and its report.
-//! - [`measure`]: CPU time and peak memory of a server, from /proc.
-//! - [`runner`]: one server through the matrix, into rows.
-//! - [`machine`], [`summary`], [`headline`], [`report`], [`chart`]: what is written at the end.
-//! - [`ceiling`]: the cost-floor server.
+//! - [`prereqs`]: where things are, and finding and building what a run needs.
+//! - [`ceiling`]: the fixed answer, and the server that gives it.
+//! - [`servers`]: how each server is started, waited for and checked.
+//! - [`load`] (oha) and [`measure`] (/proc): the numbers of one cell, into a [`row`].
+//! - [`runner`]: one server through the plan.
+//! - [`headline`], [`chart`], [`report`]: what is written at the end.
+//! - [`histogram`]: a Prometheus histogram, for `bench-apiserver`.
 
-pub mod answer;
 pub mod ceiling;
 pub mod chart;
 pub mod headline;
-pub mod layout;
+pub mod histogram;
 pub mod load;
-pub mod machine;
 pub mod measure;
 pub mod payloads;
-pub mod pki;
 pub mod plan;
 pub mod prereqs;
 pub mod probe;
 pub mod process;
 pub mod report;
+pub mod row;
 pub mod runner;
 pub mod servers;
-pub mod summary;

@@ -1,41 +1,32 @@
-//! The AdmissionReview bodies: four committed under `bench/payloads/` (a Pod and a typical
-//! Deployment, each allowed and denied), and a ~1 MiB Deployment pair grown from the typical one.
-//!
-//! Every body is re-serialised compact before it is sent, as the API server sends reviews; the
-//! committed files are indented for people. (Object keys come out sorted, which no server
-//! depends on.)
+//! The AdmissionReview bodies. `bench/payloads/` holds an allowed Pod and an allowed typical
+//! Deployment; each denied twin has one image replaced by an unprefixed `nginx:1.25`, and the
+//! ~1 MiB pair is grown from the Deployment. Bodies are sent compact, as the API server sends
+//! them (the committed files are indented for people).
 
 use std::{
-    fs, io,
+    fs,
     path::{Path, PathBuf},
 };
 
-use serde_json::{Map, Value, json};
+use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
 
 use crate::plan::{PayloadKind, Verdict};
 
 /// The large payload is at least this big, compact.
 pub const LARGE_BYTES: usize = 1024 * 1024;
 
-/// Settings (environment variables) per container in the sample that sizes the growth.
-const SAMPLE: usize = 100;
+/// The image the denied twin of each committed review replaces with `nginx:1.25`.
+const DENIED_SWAP: [(&str, &str); 2] = [
+    ("pod", "registry.example.com/shop/msalinasc_web:2.4.1"),
+    (
+        "deployment",
+        "registry.example.com/shop/msalinasc_nginx:1.25",
+    ),
+];
 
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-#[derive(Debug, thiserror::Error)]
-pub enum PayloadError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{path} is not JSON: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("{path} is not a review of the expected shape: {what}")]
-    Shape { path: PathBuf, what: &'static str },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
-}
+const LAST_APPLIED: &str =
+    "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration";
 
 /// A body ready to send.
 #[derive(Debug, Clone)]
@@ -49,284 +40,214 @@ pub struct Payload {
     pub bytes: usize,
 }
 
-#[derive(Debug, Clone)]
-pub struct Payloads(Vec<Payload>);
-
-impl Payloads {
-    pub fn get(&self, kind: PayloadKind, verdict: Verdict) -> &Payload {
-        self.0
-            .iter()
-            .find(|p| p.kind == kind && p.verdict == verdict)
-            .expect("prepare makes every payload")
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Payload> {
-        self.0.iter()
-    }
-}
-
-/// Reads the committed reviews from `committed`, grows the large ones, and writes every body
-/// compact into `out`.
-pub fn prepare(committed: &Path, out: &Path) -> Result<Payloads, PayloadError> {
-    fs::create_dir_all(out).map_err(|source| PayloadError::Write {
-        path: out.to_owned(),
-        source,
-    })?;
+/// Every payload and verdict, written compact into `out`.
+pub fn prepare(committed: &Path, out: &Path) -> Result<Vec<Payload>> {
+    fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut payloads = Vec::new();
-    for verdict in Verdict::ALL {
-        for kind in PayloadKind::ALL {
-            let name = format!("{}-{}.json", kind.label(), verdict.label());
-            let review = match kind {
-                PayloadKind::Pod | PayloadKind::Deployment => read(&committed.join(&name))?,
-                PayloadKind::Large => {
-                    let source = committed.join(format!("deployment-{}.json", verdict.label()));
-                    enlarge(&read(&source)?, LARGE_BYTES).ok_or(PayloadError::Shape {
-                        path: source,
-                        what: "a Deployment with containers, managedFields and a last-applied annotation",
-                    })?
-                }
-            };
-            let file = out.join(&name);
-            let uid = review
-                .pointer("/request/uid")
-                .and_then(Value::as_str)
-                .ok_or_else(|| PayloadError::Shape {
-                    path: file.clone(),
-                    what: "request.uid",
-                })?
-                .to_owned();
-            let body = serde_json::to_vec(&review).expect("a Value always serialises");
-            fs::write(&file, &body).map_err(|source| PayloadError::Write {
-                path: file.clone(),
-                source,
-            })?;
+    for kind in PayloadKind::ALL {
+        for verdict in Verdict::ALL {
+            let review = review(committed, kind, verdict)?;
+            let file = out.join(format!("{}-{}.json", kind.label(), verdict.label()));
+            let body = serde_json::to_vec(&review)?;
+            fs::write(&file, &body).with_context(|| format!("cannot write {}", file.display()))?;
             payloads.push(Payload {
                 kind,
                 verdict,
-                uid,
+                uid: review["request"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 file,
                 bytes: body.len(),
             });
         }
     }
-    Ok(Payloads(payloads))
+    Ok(payloads)
 }
 
-fn read(path: &Path) -> Result<Value, PayloadError> {
-    let text = fs::read(path).map_err(|source| PayloadError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_slice(&text).map_err(|source| PayloadError::Parse {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// The Deployment review grown to at least `min_bytes` the way real Deployments get that big:
-/// many settings passed as environment variables. Each one lands three times, as it would from
-/// `kubectl apply`: in the container, in the last-applied annotation, and in `managedFields`.
-/// The images, and so the verdict, are unchanged. `None` if the review lacks those parts.
-pub fn enlarge(review: &Value, min_bytes: usize) -> Option<Value> {
-    let grown = |count| {
-        let review = with_settings(review, count)?;
-        let size = serde_json::to_vec(&review).ok()?.len();
-        Some((review, size))
+/// The review of `kind` with `verdict`.
+pub fn review(committed: &Path, kind: PayloadKind, verdict: Verdict) -> Result<Value> {
+    let base = match kind {
+        PayloadKind::Pod => "pod",
+        PayloadKind::Deployment | PayloadKind::Large => "deployment",
     };
-    // Every setting adds the same number of bytes (names and values have fixed widths), so two
-    // sizes tell how many settings reach `min_bytes`.
-    let (_, base) = grown(0)?;
-    let (_, sampled) = grown(SAMPLE)?;
-    if sampled <= base {
-        return None; // no containers to grow
+    let path = committed.join(format!("{base}-allowed.json"));
+    let mut text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut tag = String::new();
+    if verdict == Verdict::Denied {
+        let (_, image) = DENIED_SWAP
+            .iter()
+            .find(|(name, _)| *name == base)
+            .context("no swap")?;
+        ensure!(
+            text.contains(image),
+            "{} has no {image} to deny",
+            path.display()
+        );
+        text = text.replace(image, "nginx:1.25");
+        tag.push_str("denied-");
     }
-    let per_setting = (sampled - base) as f64 / SAMPLE as f64;
-    let mut count = (min_bytes.saturating_sub(base) as f64 / per_setting).ceil() as usize;
-    loop {
-        let (review, size) = grown(count)?;
-        if size >= min_bytes {
-            return Some(review);
-        }
+    let mut review: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if kind == PayloadKind::Large {
+        enlarge(&mut review, LARGE_BYTES)
+            .with_context(|| format!("{} cannot be grown", path.display()))?;
+        tag.push_str("large-");
+    }
+    let uid = review
+        .pointer_mut("/request/uid")
+        .context("no request.uid")?;
+    *uid = Value::String(format!("{tag}{}", uid.as_str().unwrap_or_default()));
+    Ok(review)
+}
+
+/// Grows the Deployment review to at least `min_bytes` the way real Deployments get that big:
+/// many settings as environment variables. Every setting adds the same number of bytes, so two
+/// sizes tell how many reach `min_bytes`.
+fn enlarge(review: &mut Value, min_bytes: usize) -> Option<()> {
+    let size = |count| {
+        Some(
+            serde_json::to_vec(&with_settings(review, count)?)
+                .ok()?
+                .len(),
+        )
+    };
+    let (base, sample) = (size(0)?, size(100)?);
+    let per_setting = (sample.checked_sub(base)? as f64 / 100.0).max(1.0);
+    let mut count = (min_bytes.saturating_sub(base) as f64 / per_setting) as usize;
+    while size(count)? < min_bytes {
         count += 1;
     }
+    *review = with_settings(review, count)?;
+    Some(())
 }
 
-/// `review` with `count` more environment variables in each container.
+/// `review` with `count` more settings in each container, each where `kubectl apply` puts it:
+/// the container, the last-applied annotation and `managedFields`. The images are unchanged.
 fn with_settings(review: &Value, count: usize) -> Option<Value> {
     let mut review = review.clone();
-    let uid = review.pointer("/request/uid")?.as_str()?.to_owned();
-    review["request"]["uid"] = Value::String(format!("large-{uid}"));
     let object = review.pointer_mut("/request/object")?;
-
-    let annotation = format!("/metadata/annotations/{}", LAST_APPLIED.replace('/', "~1"));
     let mut last_applied: Value =
-        serde_json::from_str(object.pointer(&annotation)?.as_str()?).ok()?;
-    add_env(
-        last_applied.pointer_mut("/spec/template/spec/containers")?,
-        count,
-    )?;
-    *object.pointer_mut(&annotation)? = Value::String(format!("{last_applied}\n"));
-
-    let names = add_env(object.pointer_mut("/spec/template/spec/containers")?, count)?;
-    let managed = object
-        .pointer_mut("/metadata/managedFields/0/fieldsV1/f:spec/f:template/f:spec/f:containers")?
-        .as_object_mut()?;
-    for (container, vars) in names {
-        let key = format!("k:{}", json!({ "name": container }));
-        let fields = managed.entry(key).or_insert_with(|| json!({ ".": {} }));
-        let env = fields
-            .as_object_mut()?
-            .entry("f:env")
-            .or_insert_with(|| json!({ ".": {} }))
-            .as_object_mut()?;
-        for var in vars {
-            env.insert(
-                format!("k:{}", json!({ "name": var })),
-                json!({ ".": {}, "f:name": {}, "f:value": {} }),
-            );
-        }
-    }
-    Some(review)
-}
-
-/// Appends `count` settings to the `env` of each container; returns the names added, by
-/// container.
-fn add_env(containers: &mut Value, count: usize) -> Option<Vec<(String, Vec<String>)>> {
-    let mut added = Vec::new();
-    for container in containers.as_array_mut()? {
-        let container = container.as_object_mut()?;
-        let name = container.get("name")?.as_str()?.to_owned();
-        let prefix = name.to_uppercase().replace('-', "_");
-        let env = container
-            .entry("env")
-            .or_insert_with(|| Value::Array(Vec::new()))
-            .as_array_mut()?;
-        let mut names = Vec::with_capacity(count);
+        serde_json::from_str(object.pointer(LAST_APPLIED)?.as_str()?).ok()?;
+    let containers = "/spec/template/spec/containers";
+    let managed = "/metadata/managedFields/0/fieldsV1/f:spec/f:template/f:spec/f:containers";
+    let names: Vec<String> = (object.pointer(containers)?.as_array()?.iter())
+        .filter_map(|c| Some(c["name"].as_str()?.to_owned()))
+        .collect();
+    for (c, name) in names.iter().enumerate() {
         for i in 0..count {
-            let var = format!("{prefix}_SETTING_{i:04}");
+            let var = format!("{}_SETTING_{i:04}", name.to_uppercase().replace('-', "_"));
             let value =
                 format!("https://config.shop.svc.cluster.local/v1/{name}/settings/{i:04}?ttl=300s");
-            env.push(Value::Object(Map::from_iter([
-                ("name".to_owned(), Value::String(var.clone())),
-                ("value".to_owned(), Value::String(value)),
-            ])));
-            names.push(var);
+            for doc in [&mut *object, &mut last_applied] {
+                let container = doc.pointer_mut(&format!("{containers}/{c}"))?;
+                let env = container.as_object_mut()?.entry("env").or_insert(json!([]));
+                env.as_array_mut()?
+                    .push(json!({ "name": var, "value": value }));
+            }
+            (object.pointer_mut(managed)?.as_object_mut()?)
+                .entry(format!("k:{}", json!({ "name": name })))
+                .or_insert(json!({ ".": {} }))
+                .as_object_mut()?
+                .entry("f:env")
+                .or_insert(json!({ ".": {} }))
+                .as_object_mut()?
+                .insert(
+                    format!("k:{}", json!({ "name": var })),
+                    json!({ ".": {}, "f:name": {}, "f:value": {} }),
+                );
         }
-        added.push((name, names));
     }
-    Some(added)
+    *object.pointer_mut(LAST_APPLIED)? = Value::String(format!("{last_applied}\n"));
+    Some(review)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn committed(name: &str) -> Value {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("payloads")
-            .join(name);
-        read(&path).unwrap()
+    fn committed() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("payloads")
     }
 
     fn images(review: &Value) -> Vec<String> {
-        let spec = review
-            .pointer("/request/object/spec/template/spec")
-            .unwrap();
+        let object = &review["request"]["object"];
+        let spec = object
+            .pointer("/spec/template/spec")
+            .unwrap_or(&object["spec"]);
         ["initContainers", "containers"]
             .iter()
-            .flat_map(|list| spec[list].as_array().unwrap())
+            .filter_map(|list| spec[list].as_array())
+            .flatten()
             .map(|c| c["image"].as_str().unwrap().to_owned())
             .collect()
     }
 
+    fn unprefixed(review: &Value) -> usize {
+        let name = |image: &str| image.rsplit('/').next().unwrap_or_default().to_owned();
+        images(review)
+            .iter()
+            .filter(|i| !name(i).starts_with("msalinasc_"))
+            .count()
+    }
+
     #[test]
-    fn the_typical_deployment_is_what_the_benchmark_says_it_is() {
-        for verdict in ["allowed", "denied"] {
-            let review = committed(&format!("deployment-{verdict}.json"));
-            let spec = review
-                .pointer("/request/object/spec/template/spec")
-                .unwrap();
-            assert_eq!(spec["containers"].as_array().unwrap().len(), 3);
-            assert_eq!(spec["initContainers"].as_array().unwrap().len(), 1);
-            let metadata = review.pointer("/request/object/metadata").unwrap();
-            assert!(metadata["annotations"][LAST_APPLIED].is_string());
-            assert!(metadata["managedFields"].is_array());
-            let unprefixed = images(&review)
-                .iter()
-                .filter(|image| !image.rsplit('/').next().unwrap().starts_with("msalinasc_"))
-                .count();
-            assert_eq!(unprefixed, usize::from(verdict == "denied"), "{verdict}");
+    fn each_denied_review_has_exactly_one_unprefixed_image() {
+        for kind in PayloadKind::ALL {
+            let allowed = review(&committed(), kind, Verdict::Allowed).unwrap();
+            let denied = review(&committed(), kind, Verdict::Denied).unwrap();
+            assert_eq!(
+                (unprefixed(&allowed), unprefixed(&denied)),
+                (0, 1),
+                "{kind:?}"
+            );
+            assert_ne!(allowed["request"]["uid"], denied["request"]["uid"]);
         }
     }
 
     #[test]
-    fn the_large_deployment_is_just_over_a_mebibyte_and_keeps_the_images() {
-        let typical = committed("deployment-denied.json");
-        let large = enlarge(&typical, LARGE_BYTES).unwrap();
-        let size = serde_json::to_vec(&large).unwrap().len();
-        assert!((LARGE_BYTES..LARGE_BYTES + 1024).contains(&size), "{size}");
-        assert_eq!(images(&large), images(&typical));
+    fn the_typical_deployment_is_what_the_benchmark_says_it_is() {
+        let review = review(&committed(), PayloadKind::Deployment, Verdict::Allowed).unwrap();
         assert_eq!(
-            large.pointer("/request/uid").unwrap(),
-            "large-7b1e0c52-3f4a-4d6b-9e8f-0a1b2c3d4e04"
+            images(&review).len(),
+            4,
+            "three containers and an init container"
         );
+        let object = &review["request"]["object"];
+        assert!(object.pointer(LAST_APPLIED).is_some_and(Value::is_string));
+        assert!(object["metadata"]["managedFields"].is_array());
     }
 
     #[test]
-    fn every_added_setting_is_in_the_container_the_annotation_and_managed_fields() {
-        let grown = with_settings(&committed("deployment-allowed.json"), 2).unwrap();
-        let object = grown.pointer("/request/object").unwrap();
+    fn the_large_deployment_is_just_over_a_mebibyte_everywhere_kubectl_puts_a_setting() {
+        let typical = review(&committed(), PayloadKind::Deployment, Verdict::Denied).unwrap();
+        let large = review(&committed(), PayloadKind::Large, Verdict::Denied).unwrap();
+        let size = serde_json::to_vec(&large).unwrap().len();
+        assert!((LARGE_BYTES..LARGE_BYTES + 1024).contains(&size), "{size}");
+        assert_eq!(images(&large), images(&typical));
+        let object = &large["request"]["object"];
         let env = object
             .pointer("/spec/template/spec/containers/1/env")
             .unwrap();
         assert_eq!(env[0]["name"], "PROXY_SETTING_0000");
-        assert_eq!(env[1]["name"], "PROXY_SETTING_0001");
-        let annotation = object["metadata"]["annotations"][LAST_APPLIED]
-            .as_str()
-            .unwrap();
-        assert!(annotation.ends_with('\n'));
-        let last_applied: Value = serde_json::from_str(annotation).unwrap();
-        assert_eq!(
-            last_applied
-                .pointer("/spec/template/spec/containers/1/env/1/name")
-                .unwrap(),
-            "PROXY_SETTING_0001"
-        );
-        let managed = object
-            .pointer("/metadata/managedFields/0/fieldsV1/f:spec/f:template/f:spec/f:containers")
-            .unwrap();
-        assert!(
-            managed[r#"k:{"name":"proxy"}"#]["f:env"][r#"k:{"name":"PROXY_SETTING_0001"}"#]
-                .is_object()
-        );
-    }
-
-    #[test]
-    fn a_review_without_a_last_applied_annotation_cannot_grow() {
-        let mut review = committed("deployment-allowed.json");
-        review
-            .pointer_mut("/request/object/metadata/annotations")
-            .unwrap()
-            .as_object_mut()
-            .unwrap()
-            .clear();
-        assert!(enlarge(&review, LARGE_BYTES).is_none());
+        let annotation = object.pointer(LAST_APPLIED).unwrap().as_str().unwrap();
+        assert!(annotation.contains("PROXY_SETTING_0001") && annotation.ends_with('\n'));
+        let managed = "/metadata/managedFields/0/fieldsV1/f:spec/f:template/f:spec/f:containers";
+        let proxy = &object.pointer(managed).unwrap()[r#"k:{"name":"proxy"}"#];
+        assert!(proxy["f:env"][r#"k:{"name":"PROXY_SETTING_0001"}"#].is_object());
     }
 
     #[test]
     fn writes_every_body_compact_with_its_uid() {
         let out = std::env::temp_dir().join(format!("bench-payloads-{}", std::process::id()));
-        let payloads = prepare(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("payloads"),
-            &out,
-        )
-        .unwrap();
-        let pod = payloads.get(PayloadKind::Pod, Verdict::Denied);
+        let payloads = prepare(&committed(), &out).unwrap();
+        assert_eq!(payloads.len(), 6);
+        let pod = &payloads[1];
+        assert_eq!((pod.kind, pod.verdict), (PayloadKind::Pod, Verdict::Denied));
         let body = fs::read_to_string(&pod.file).unwrap();
-        assert!(!body.contains('\n'), "compact");
-        assert_eq!(body.len(), pod.bytes);
-        assert_eq!(pod.uid, "7b1e0c52-3f4a-4d6b-9e8f-0a1b2c3d4e02");
-        assert_eq!(payloads.iter().count(), 6);
+        assert_eq!((body.contains('\n'), body.len()), (false, pod.bytes));
+        assert_eq!(pod.uid, "denied-7b1e0c52-3f4a-4d6b-9e8f-0a1b2c3d4e01");
         fs::remove_dir_all(out).unwrap();
     }
 }

@@ -1,31 +1,23 @@
-//! Child processes that never outlive the runner.
-//!
-//! Each child runs in a process group of its own, so one signal reaches everything it starts
-//! (gunicorn's workers too). The group is killed when its [`Group`] drops, which covers a normal
-//! return, an error and a panic; on SIGINT, SIGTERM or SIGHUP the handler installed by
-//! [`kill_all_on_signal`] kills every live group before exiting; and if the runner is killed
-//! outright, the kernel sends each child SIGKILL (`PR_SET_PDEATHSIG`).
+//! Child processes that never outlive the runner. Each runs in a process group of its own, so
+//! one signal reaches all it starts (gunicorn's workers too); the group is killed when its
+//! [`Group`] drops, on SIGINT/SIGTERM/SIGHUP ([`kill_all_on_signal`]), and, if the runner is
+//! killed outright, by the kernel (`PR_SET_PDEATHSIG`).
 
 use std::{
-    ffi::OsStr,
     fs::File,
     io,
     os::unix::process::CommandExt,
     path::Path,
     process::{Child, Command, ExitStatus, Stdio},
-    sync::Mutex,
+    sync::{Mutex, MutexGuard},
     thread,
     time::{Duration, Instant},
 };
 
-/// How long a child gets to exit after SIGTERM before the group gets SIGKILL.
-const GRACE: Duration = Duration::from_secs(3);
-
 /// Process groups that are running, for the signal handler.
 static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
-fn live() -> std::sync::MutexGuard<'static, Vec<i32>> {
-    // A panic while holding the lock leaves the list intact: keep using it.
+fn live() -> MutexGuard<'static, Vec<i32>> {
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -40,58 +32,46 @@ pub fn kill_all_on_signal() -> Result<(), ctrlc::Error> {
     })
 }
 
-/// `program` pinned to `cpu`, with an environment holding only `PATH` (until the caller adds
-/// to it): a stray `RUST_LOG`, `GOGC` or `PYTHON*` in the caller's shell must not change what
-/// is measured.
-pub fn pinned(taskset: &Path, cpu: u32, program: impl AsRef<OsStr>) -> Command {
+/// `program` pinned to `cpu`, its output appended to `log` if given, with only `PATH` in its
+/// environment: a stray `RUST_LOG`, `GOGC` or `PYTHON*` must not change what is measured.
+pub fn pinned(taskset: &Path, cpu: u32, program: &Path, log: Option<&Path>) -> io::Result<Command> {
     let mut command = Command::new(taskset);
-    command
-        .arg("--cpu-list")
-        .arg(cpu.to_string())
-        .arg(program)
-        .env_clear()
-        .stdin(Stdio::null());
+    command.arg("--cpu-list").arg(cpu.to_string()).arg(program);
+    command.env_clear().stdin(Stdio::null());
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
-    command
-}
-
-/// Appends the child's standard output and error to `log`.
-pub fn log_to(command: &mut Command, log: &Path) -> io::Result<()> {
-    let file = File::options().create(true).append(true).open(log)?;
-    command.stdout(file.try_clone()?).stderr(file);
-    Ok(())
+    if let Some(log) = log {
+        let file = File::options().create(true).append(true).open(log)?;
+        command.stdout(file.try_clone()?).stderr(file);
+    }
+    Ok(command)
 }
 
 /// A running child in its own process group, killed with its group on drop.
 #[derive(Debug)]
 pub struct Group {
     child: Child,
-    exited: Option<ExitStatus>,
 }
 
 impl Group {
     pub fn spawn(command: &mut Command) -> io::Result<Self> {
         command.process_group(0);
-        // SAFETY: the closure runs between fork and exec and only calls prctl, which is
-        // async-signal-safe. The death signal is tied to the spawning thread: every child is
-        // spawned from the main thread, which lives as long as the runner.
+        // SAFETY: runs between fork and exec and only calls prctl, which is async-signal-safe.
+        // The death signal follows the spawning thread: every child is spawned from the main
+        // thread, which lives as long as the runner.
         unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            command.pre_exec(
+                || match libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) {
+                    -1 => Err(io::Error::last_os_error()),
+                    _ => Ok(()),
+                },
+            );
         }
         let mut live = live();
         let child = command.spawn()?;
-        live.push(pid(&child));
-        Ok(Self {
-            child,
-            exited: None,
-        })
+        live.push(child.id() as i32);
+        Ok(Self { child })
     }
 
     pub fn pid(&self) -> u32 {
@@ -100,58 +80,36 @@ impl Group {
 
     /// The exit status, if the child has exited.
     pub fn exited(&mut self) -> io::Result<Option<ExitStatus>> {
-        if self.exited.is_none() {
-            self.exited = self.child.try_wait()?;
-        }
-        Ok(self.exited)
+        self.child.try_wait()
     }
 
     /// Waits for the child to exit by itself, up to `limit`.
     pub fn wait_for(&mut self, limit: Duration) -> io::Result<Option<ExitStatus>> {
         let deadline = Instant::now() + limit;
-        loop {
+        while Instant::now() < deadline {
             if let Some(status) = self.exited()? {
                 return Ok(Some(status));
             }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
             thread::sleep(Duration::from_millis(10));
         }
-    }
-
-    /// Stops the whole group: SIGTERM, then SIGKILL after [`GRACE`].
-    pub fn stop(mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        let group = pid(&self.child);
-        // The leader may have exited while others in its group (gunicorn's workers) still run:
-        // signal the group either way.
-        signal_group(group, libc::SIGTERM);
-        if !matches!(self.wait_for(GRACE), Ok(Some(_))) {
-            signal_group(group, libc::SIGKILL);
-            let _ = self.child.wait();
-        }
-        signal_group(group, libc::SIGKILL);
-        live().retain(|&g| g != group);
+        self.exited()
     }
 }
 
 impl Drop for Group {
+    /// Kills the whole group at once (the leader may be gone while its workers run): a server
+    /// under test has nothing to save, and a graceful stop (the webhook's waits out its
+    /// shutdown delay) would only slow the run.
     fn drop(&mut self) {
-        self.terminate();
+        let group = self.child.id() as i32;
+        signal_group(group, libc::SIGKILL);
+        let _ = self.child.wait();
+        live().retain(|&g| g != group);
     }
 }
 
-fn pid(child: &Child) -> i32 {
-    i32::try_from(child.id()).expect("Linux process ids fit in i32")
-}
-
 fn signal_group(group: i32, signal: libc::c_int) {
-    // SAFETY: kill has no memory-safety preconditions. A group that is already gone yields
-    // ESRCH, which is what we want anyway.
+    // SAFETY: kill has no memory-safety preconditions; a group already gone yields ESRCH.
     unsafe {
         libc::kill(-group, signal);
     }
@@ -161,15 +119,6 @@ fn signal_group(group: i32, signal: libc::c_int) {
 mod tests {
     use super::*;
 
-    /// Running, as opposed to gone or a zombie waiting to be reaped by whoever adopted it.
-    fn alive(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-    }
-
     #[test]
     fn dropping_a_group_kills_its_grandchildren_too() {
         let mut command = Command::new("sh");
@@ -178,23 +127,26 @@ mod tests {
             .stdout(Stdio::piped());
         let mut group = Group::spawn(&mut command).unwrap();
         let mut line = String::new();
-        io::BufRead::read_line(
-            &mut io::BufReader::new(group.child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
+        let stdout = group.child.stdout.take().unwrap();
+        io::BufRead::read_line(&mut io::BufReader::new(stdout), &mut line).unwrap();
         let grandchild: i32 = line.trim().parse().unwrap();
-        assert!(alive(grandchild));
-        let leader = group.pid();
-        assert!(live().contains(&(leader as i32)));
-
+        // Running, as opposed to gone or a zombie waiting for whoever adopted it.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{grandchild}/stat")).is_ok_and(|stat| {
+                !stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| r.starts_with(" Z"))
+            })
+        };
+        assert!(alive());
+        let leader = group.pid() as i32;
+        assert!(live().contains(&leader));
         drop(group);
-
         let deadline = Instant::now() + Duration::from_secs(5);
-        while alive(grandchild) && Instant::now() < deadline {
+        while alive() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
-        assert!(!alive(grandchild), "grandchild {grandchild} survived");
-        assert!(!live().contains(&(leader as i32)));
+        assert!(!alive(), "grandchild {grandchild} survived");
+        assert!(!live().contains(&leader));
     }
 }

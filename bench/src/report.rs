@@ -1,31 +1,107 @@
-//! The results for people: `summary.md` (tables ready for a README), the console's headline,
-//! and writing everything into `target/bench/`.
+//! What a run writes into `target/bench/`: `summary.json` (everything), `summary.md` (tables
+//! ready for a README), a latency chart per payload, and the console's headline.
 
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
-    fs, io,
+    fs,
     path::{Path, PathBuf},
 };
 
+use anyhow::Result;
+use serde::Serialize;
+
 use crate::{
     chart,
-    headline::{Headline, SUBJECT, Target},
-    plan::{HEADLINE_CONCURRENCY, HEADLINE_PAYLOAD, Mode, PayloadKind, Verdict},
-    servers::ServerKind,
-    summary::{Row, Summary},
+    headline::{Headline, SUBJECT, headline_row},
+    plan::{HEADLINE_CONCURRENCY, HEADLINE_PAYLOAD, Mode, PayloadKind, ServerKind, Verdict},
+    row::Row,
 };
 
-/// What earlier runs wrote and this one replaces: a quick run must not leave a full run's charts
-/// lying next to its own summary.
-pub fn clean(out: &Path) -> io::Result<()> {
-    let Ok(entries) = fs::read_dir(out) else {
-        return Ok(());
-    };
-    for entry in entries {
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub mode: Mode,
+    pub machine: Machine,
+    pub setup: Setup,
+    /// Versions of what produced the numbers.
+    pub tools: BTreeMap<String, String>,
+    pub servers: Vec<ServerInfo>,
+    /// Servers that failed to start or answered wrongly: they have no rows.
+    pub failures: Vec<(ServerKind, String)>,
+    pub headline: Headline,
+    pub rows: Vec<Row>,
+}
+
+/// The machine the numbers come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub kernel: String,
+    /// When the run started, UTC.
+    pub date: String,
+    /// `/proc/loadavg` at the start: above ~0.5 the machine was busy and the numbers are noisy.
+    pub load_average: String,
+}
+
+impl Machine {
+    pub fn describe() -> Self {
+        let read = |path| fs::read_to_string(path).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name")?.split_once(':'));
+        let now = time::OffsetDateTime::now_utc();
+        Self {
+            cpu_model: model.map_or("unknown", |(_, name)| name.trim()).to_owned(),
+            cores: cpuinfo
+                .lines()
+                .filter(|line| line.starts_with("processor"))
+                .count(),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            date: format!("{} {:02}:{:02} UTC", now.date(), now.hour(), now.minute()),
+            load_average: read("/proc/loadavg")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// How every cell was measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setup {
+    pub server_cpu: u32,
+    pub load_cpu: u32,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    pub request_timeout_s: f64,
+    pub load_generator: String,
+    /// Compact bytes of each payload and verdict.
+    pub payloads: Vec<(PayloadKind, Verdict, usize)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerInfo {
+    pub server: ServerKind,
+    /// From spawning to the first completed TLS handshake; the median over `starts` (the server
+    /// is started afresh for every cell).
+    pub startup_ms: f64,
+    pub starts: usize,
+    /// For compiled servers: the binary's size.
+    pub binary_bytes: Option<u64>,
+    /// The protocol it picked when offered h2 and http/1.1.
+    pub alpn: Option<String>,
+}
+
+/// Removes what an earlier run wrote, so a quick run leaves no full run's charts beside its own
+/// summary.
+pub fn clean(out: &Path) -> Result<()> {
+    for entry in fs::read_dir(out).into_iter().flatten() {
         let path = entry?.path();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let stale = name.starts_with("summary.") || name.starts_with("latency-");
-        if stale {
+        if name.starts_with("summary.") || name.starts_with("latency-") {
             fs::remove_file(&path)?;
         } else if name == "raw" || name == "logs" {
             fs::remove_dir_all(&path)?;
@@ -35,24 +111,24 @@ pub fn clean(out: &Path) -> io::Result<()> {
 }
 
 /// Writes `summary.json`, `summary.md` and a chart per measured payload; returns their paths.
-pub fn write(summary: &Summary, out: &Path) -> io::Result<Vec<PathBuf>> {
+pub fn write(summary: &Summary, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = vec![
+        (
+            "summary.json".to_owned(),
+            serde_json::to_string_pretty(summary)? + "\n",
+        ),
+        ("summary.md".to_owned(), markdown(summary)),
+    ];
+    for payload in PayloadKind::ALL {
+        if let Some(svg) = chart::render(&summary.rows, payload)? {
+            files.push((format!("latency-{}.svg", payload.label()), svg));
+        }
+    }
     fs::create_dir_all(out)?;
     let mut written = Vec::new();
-    let mut put = |name: String, contents: &[u8]| {
-        let path = out.join(name);
-        fs::write(&path, contents)?;
-        written.push(path);
-        io::Result::Ok(())
-    };
-    let json = serde_json::to_vec_pretty(summary).map_err(io::Error::other)?;
-    put("summary.json".to_owned(), &json)?;
-    put("summary.md".to_owned(), markdown(summary).as_bytes())?;
-    for payload in PayloadKind::ALL {
-        let series = chart::series(&summary.rows, payload);
-        if let Some(svg) = chart::render(&chart::title(payload), &series) {
-            let svg = svg.map_err(io::Error::other)?;
-            put(format!("latency-{}.svg", payload.label()), svg.as_bytes())?;
-        }
+    for (name, contents) in files {
+        fs::write(out.join(&name), contents)?;
+        written.push(out.join(name));
     }
     Ok(written)
 }
@@ -60,9 +136,8 @@ pub fn write(summary: &Summary, out: &Path) -> io::Result<Vec<PathBuf>> {
 /// The headline comparison and the targets, for the console.
 pub fn console(headline: &Headline) -> String {
     let mut text = format!(
-        "Headline: {}, concurrency {}, HTTP/2 (Flask and gunicorn: HTTP/1.1)\n",
-        headline.payload.title(),
-        headline.concurrency
+        "Headline: {}, concurrency {HEADLINE_CONCURRENCY}, HTTP/2 (Flask and gunicorn: HTTP/1.1)\n",
+        HEADLINE_PAYLOAD.title()
     );
     for c in &headline.comparisons {
         let _ = writeln!(
@@ -77,39 +152,33 @@ pub fn console(headline: &Headline) -> String {
         );
     }
     text.push_str("Targets (validator-webhook, both verdicts):\n");
-    for target in &headline.targets {
+    for t in &headline.targets {
+        let value = |v: Option<f64>| v.map_or_else(dash, |v| t.goal.format(v));
+        let status = format!("[{}]", t.status);
         let _ = writeln!(
             text,
-            "  {:<15} {:<30} {}",
-            format!("[{}]", target.status.label()),
-            target.target,
-            measured(target)
+            "  {status:<15} {:<30} allowed {}, denied {}",
+            t.target,
+            value(t.allowed),
+            value(t.denied)
         );
     }
     text
 }
 
 pub fn markdown(summary: &Summary) -> String {
-    let mut md = String::new();
-    let machine = &summary.machine;
-    let setup = &summary.setup;
-    let mode = match summary.mode {
-        Mode::Quick => "Quick run (reduced matrix, short cells: indicative only)",
-        Mode::Full => "Full run",
-    };
-    let _ = writeln!(md, "# validator-webhook benchmark\n");
-    let _ = writeln!(
-        md,
-        "{mode}, {}: {} ({} CPUs), Linux {}{}.",
+    let (machine, setup) = (&summary.machine, &summary.setup);
+    let mut md = format!(
+        "# validator-webhook benchmark\n\n{}, {}: {} ({} CPUs), Linux {}, load average {} at the start.\n",
+        match summary.mode {
+            Mode::Quick => "Quick run (reduced matrix, short cells: indicative only)",
+            Mode::Full => "Full run",
+        },
         machine.date,
         machine.cpu_model,
         machine.cores,
         machine.kernel,
-        machine
-            .load_average
-            .as_ref()
-            .map(|load| format!(", load average {load} at the start"))
-            .unwrap_or_default(),
+        machine.load_average,
     );
     let _ = writeln!(
         md,
@@ -128,228 +197,168 @@ pub fn markdown(summary: &Summary) -> String {
 
     let _ = writeln!(
         md,
-        "## Headline: {}, concurrency {}\n\nHTTP/2, except Flask and gunicorn, which speak only HTTP/1.1.\n",
-        HEADLINE_PAYLOAD.title(),
-        HEADLINE_CONCURRENCY
+        "## Headline: {}, concurrency {HEADLINE_CONCURRENCY}\n\nHTTP/2, except Flask and gunicorn, which speak only HTTP/1.1.\n",
+        HEADLINE_PAYLOAD.title()
     );
-    let mut headline_rows = Vec::new();
-    for server in ServerKind::ALL {
-        for verdict in Verdict::ALL {
-            if let Some(row) = crate::headline::headline_row(&summary.rows, server, verdict) {
-                headline_rows.push(measurement_cells(
-                    row,
-                    &[Column::Server, Column::Protocol, Column::Verdict],
-                ));
-            }
-        }
-    }
-    md.push_str(&table(
-        &measurement_headers(&[Column::Server, Column::Protocol, Column::Verdict]),
-        &headline_rows,
-    ));
+    let headline: Vec<&Row> = ServerKind::ALL
+        .iter()
+        .flat_map(|&s| Verdict::ALL.map(|v| headline_row(&summary.rows, s, v)))
+        .flatten()
+        .collect();
+    md += &cells_table(&headline, false);
 
     let _ = writeln!(
         md,
-        "\n### {} compared\n\nvalidator-webhook's value divided by the other server's: above 1 is better for req/s, below 1 is better for p99 and peak RSS.\n",
+        "\n### {} compared\n\nIts value divided by the other server's: above 1 is better for req/s, below 1 for p99 and peak RSS.\n",
         SUBJECT.name()
     );
-    let comparisons: Vec<Vec<String>> = summary
-        .headline
-        .comparisons
-        .iter()
-        .map(|c| {
-            vec![
-                c.peer.name().to_owned(),
-                c.verdict.label().to_owned(),
-                ratio(c.rps_ratio),
-                ratio(c.p99_ratio),
-                ratio(c.rss_ratio),
-            ]
-        })
-        .collect();
-    md.push_str(&table(
+    let comparisons = summary.headline.comparisons.iter().map(|c| {
+        let name = c.peer.name().to_owned();
+        vec![
+            name,
+            c.verdict.label().to_owned(),
+            ratio(c.rps_ratio),
+            ratio(c.p99_ratio),
+            ratio(c.rss_ratio),
+        ]
+    });
+    md += &table(
         &["server", "verdict", "req/s", "p99", "peak RSS"],
-        &comparisons,
-    ));
+        comparisons,
+    );
 
-    md.push_str("\n### Targets\n\n");
-    let targets: Vec<Vec<String>> = summary
-        .headline
-        .targets
-        .iter()
-        .map(|t| {
-            let mut cells = vec![t.target.clone()];
-            cells.extend(
-                t.measured
-                    .iter()
-                    .map(|m| m.value.map_or_else(dash, |v| t.goal.format(v))),
-            );
-            cells.push(t.status.label().to_owned());
-            cells
-        })
-        .collect();
-    md.push_str(&table(&["target", "allowed", "denied", "status"], &targets));
+    md += "\n### Targets\n\n";
+    let targets = summary.headline.targets.iter().map(|t| {
+        let value = |v: Option<f64>| v.map_or_else(dash, |v| t.goal.format(v));
+        vec![
+            t.target.clone(),
+            value(t.allowed),
+            value(t.denied),
+            t.status.to_owned(),
+        ]
+    });
+    md += &table(&["target", "allowed", "denied", "status"], targets);
 
-    md.push_str("\n## Servers\n\n");
-    let servers: Vec<Vec<String>> = summary
-        .servers
-        .iter()
-        .map(|s| {
-            vec![
-                s.server.name().to_owned(),
-                format!("{:.0} ({} starts)", s.startup_ms, s.starts),
-                s.binary_bytes
-                    .map_or_else(dash, |b| format!("{:.1}", b as f64 / 1024.0 / 1024.0)),
-                s.alpn.clone().unwrap_or_else(|| "none".to_owned()),
-            ]
-        })
-        .collect();
-    md.push_str(&table(
-        &[
-            "server",
-            "start-up to ready, median (ms)",
-            "binary (MiB)",
-            "ALPN chosen",
-        ],
-        &servers,
-    ));
+    md += "\n## Servers\n\n";
+    let servers = summary.servers.iter().map(|s| {
+        let started = format!("{:.0} ({} starts)", s.startup_ms, s.starts);
+        let binary = (s.binary_bytes).map_or_else(dash, |b| format!("{:.1}", b as f64 / 1048576.0));
+        let alpn = s.alpn.clone().unwrap_or_else(|| "none".to_owned());
+        vec![s.server.name().to_owned(), started, binary, alpn]
+    });
+    let headers = [
+        "server",
+        "start-up to ready, median (ms)",
+        "binary (MiB)",
+        "ALPN chosen",
+    ];
+    md += &table(&headers, servers);
 
-    md.push_str("\n## Payloads\n\n");
-    let payloads: Vec<Vec<String>> = setup
-        .payloads
-        .iter()
-        .map(|p| {
-            vec![
-                p.payload.title().to_owned(),
-                p.verdict.label().to_owned(),
-                count(p.bytes as f64),
-            ]
-        })
-        .collect();
-    md.push_str(&table(
-        &["payload", "verdict", "bytes (compact JSON)"],
-        &payloads,
-    ));
+    md += "\n## Payloads\n\n";
+    let payloads = (setup.payloads.iter()).map(|(p, v, bytes)| {
+        vec![
+            p.title().to_owned(),
+            v.label().to_owned(),
+            count(*bytes as f64),
+        ]
+    });
+    md += &table(&["payload", "verdict", "bytes (compact JSON)"], payloads);
 
-    md.push_str("\n## All cells\n");
+    md += "\n## All cells\n";
     for payload in PayloadKind::ALL {
-        let rows: Vec<Vec<String>> = summary
+        let rows: Vec<&Row> = summary
             .rows
             .iter()
             .filter(|row| row.payload == payload)
-            .map(|row| {
-                let mut cells = measurement_cells(row, FULL_KEYS);
-                cells.push(row.note.clone().unwrap_or_default());
-                cells
-            })
             .collect();
-        if rows.is_empty() {
-            continue;
-        }
-        let _ = writeln!(md, "\n### {}\n", payload.title());
-        let mut headers = measurement_headers(FULL_KEYS);
-        headers.push("note");
-        md.push_str(&table(&headers, &rows));
-        if !chart::series(&summary.rows, payload).is_empty() {
-            let _ = writeln!(
+        if !rows.is_empty() {
+            let _ = write!(
                 md,
-                "\n![{}](latency-{}.svg)",
-                chart::title(payload),
-                payload.label()
+                "\n### {}\n\n{}",
+                payload.title(),
+                cells_table(&rows, true)
             );
+            if rows.iter().any(|r| r.rps.is_some()) {
+                let _ = writeln!(
+                    md,
+                    "\n![{}](latency-{}.svg)",
+                    chart::title(payload),
+                    payload.label()
+                );
+            }
         }
     }
-
     if !summary.failures.is_empty() {
-        md.push_str("\n## Failures\n\n");
-        for failure in &summary.failures {
+        md += "\n## Failures\n\n";
+        for (server, error) in &summary.failures {
             let _ = writeln!(
                 md,
                 "- **{}**: {}",
-                failure.server.name(),
-                failure.error.lines().next().unwrap_or_default()
+                server.name(),
+                error.lines().next().unwrap_or_default()
             );
         }
     }
     md
 }
 
-/// The columns that say which cell a row is.
-#[derive(Clone, Copy)]
-enum Column {
-    Server,
-    Verdict,
-    Protocol,
-    Concurrency,
-}
-
-const FULL_KEYS: &[Column] = &[
-    Column::Server,
-    Column::Verdict,
-    Column::Protocol,
-    Column::Concurrency,
-];
-
-const MEASUREMENTS: [&str; 7] = [
-    "req/s",
-    "p50 ms",
-    "p99 ms",
-    "p99.9 ms",
-    "peak RSS MiB",
-    "CPU s / 10k",
-    "errors",
-];
-
-fn measurement_headers(keys: &[Column]) -> Vec<&'static str> {
-    let mut headers: Vec<&str> = keys
-        .iter()
-        .map(|key| match key {
-            Column::Server => "server",
-            Column::Verdict => "verdict",
-            Column::Protocol => "protocol",
-            Column::Concurrency => "c",
-        })
-        .collect();
-    headers.extend(MEASUREMENTS);
-    headers
-}
-
-fn measurement_cells(row: &Row, keys: &[Column]) -> Vec<String> {
-    let mut cells: Vec<String> = keys
-        .iter()
-        .map(|key| match key {
-            Column::Server => row.server.name().to_owned(),
-            Column::Verdict => row.verdict.label().to_owned(),
-            Column::Protocol => row.protocol.label().to_owned(),
-            Column::Concurrency => row.concurrency.to_string(),
-        })
-        .collect();
-    cells.extend([
-        row.rps.map_or_else(dash, count),
-        row.p50_ms.map_or_else(dash, ms),
-        row.p99_ms.map_or_else(dash, ms),
-        row.p999_ms.map_or_else(dash, ms),
-        row.peak_rss_mib.map_or_else(dash, |v| format!("{v:.1}")),
-        row.cpu_s_per_10k.map_or_else(dash, |v| format!("{v:.2}")),
-        match row.errors {
-            None => dash(),
-            Some(0) => "0".to_owned(),
-            Some(errors) => format!("⚠ {errors}"),
-        },
+/// A table of measured rows; `all` adds the concurrency and the note.
+fn cells_table(rows: &[&Row], all: bool) -> String {
+    let mut headers = vec!["server", "protocol", "verdict"];
+    if all {
+        headers.push("c");
+    }
+    headers.extend([
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "peak RSS MiB",
+        "CPU s / 10k",
+        "errors",
     ]);
-    cells
+    if all {
+        headers.push("note");
+    }
+    let lines = rows.iter().map(|row| {
+        let mut cells = vec![
+            row.server.name().to_owned(),
+            row.protocol.label().to_owned(),
+            row.verdict.label().to_owned(),
+        ];
+        if all {
+            cells.push(row.concurrency.to_string());
+        }
+        cells.extend([
+            row.rps.map_or_else(dash, count),
+            row.p50_ms.map_or_else(dash, ms),
+            row.p99_ms.map_or_else(dash, ms),
+            row.p999_ms.map_or_else(dash, ms),
+            row.peak_rss_mib.map_or_else(dash, |v| format!("{v:.1}")),
+            row.cpu_s_per_10k.map_or_else(dash, |v| format!("{v:.2}")),
+            match row.errors {
+                None => dash(),
+                Some(0) => "0".to_owned(),
+                Some(errors) => format!("⚠ {errors}"),
+            },
+        ]);
+        if all {
+            cells.push(row.note.clone().unwrap_or_default());
+        }
+        cells
+    });
+    table(&headers, lines)
 }
 
 /// A markdown table.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let cells: Vec<&str> = cells.collect();
-        format!("| {} |\n", cells.join(" | "))
-    };
-    let mut text = line(&mut headers.iter().copied());
-    text.push_str(&line(&mut headers.iter().map(|_| "---")));
+fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let mut text = format!(
+        "| {} |\n|{}\n",
+        headers.join(" | "),
+        " --- |".repeat(headers.len())
+    );
     for row in rows {
-        text.push_str(&line(&mut row.iter().map(String::as_str)));
+        let _ = writeln!(text, "| {} |", row.join(" | "));
     }
     text
 }
@@ -385,27 +394,12 @@ fn ratio(value: Option<f64>) -> String {
     value.map_or_else(dash, |v| format!("{v:.2}×"))
 }
 
-/// `allowed 6.10×, denied 5.02×`.
-fn measured(target: &Target) -> String {
-    target
-        .measured
-        .iter()
-        .map(|m| {
-            let value = m.value.map_or_else(dash, |v| target.goal.format(v));
-            format!("{} {value}", m.verdict.label())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
         headline::{evaluate, tests::rows},
-        machine::Machine,
         plan::{Cell, Protocol},
-        summary::{Failure, Setup},
     };
 
     fn summary(rows: Vec<Row>) -> Summary {
@@ -415,8 +409,8 @@ mod tests {
                 cpu_model: "AMD EPYC".to_owned(),
                 cores: 2,
                 kernel: "6.1.0".to_owned(),
-                date: "2026-11-23T10:34:56Z".to_owned(),
-                load_average: Some("0.10 0.20 0.30".to_owned()),
+                date: "2026-11-23 10:34 UTC".to_owned(),
+                load_average: "0.10 0.20 0.30".to_owned(),
             },
             setup: Setup {
                 server_cpu: 0,
@@ -427,12 +421,12 @@ mod tests {
                 load_generator: "oha 1.16.0 --worker-threads 1 -w -t 10s".to_owned(),
                 payloads: Vec::new(),
             },
-            tools: Default::default(),
+            tools: BTreeMap::new(),
             servers: Vec::new(),
-            failures: vec![Failure {
-                server: ServerKind::Gunicorn,
-                error: "gunicorn did not start\nlog tail".to_owned(),
-            }],
+            failures: vec![(
+                ServerKind::Gunicorn,
+                "gunicorn did not start\nlog tail".to_owned(),
+            )],
             headline: evaluate(&rows),
             rows,
         }
@@ -440,21 +434,15 @@ mod tests {
 
     #[test]
     fn formats_numbers_for_people() {
-        assert_eq!(count(1234567.4), "1,234,567");
-        assert_eq!(count(999.6), "1,000");
-        assert_eq!(count(12.0), "12");
-        assert_eq!(ms(0.41234), "0.412");
-        assert_eq!(ms(3.21), "3.21");
-        assert_eq!(ms(41.23), "41.2");
-        assert_eq!(ms(1234.5), "1234");
-        assert_eq!(ratio(Some(6.666)), "6.67×");
-        assert_eq!(ratio(None), "—");
-    }
-
-    #[test]
-    fn renders_a_markdown_table() {
-        let text = table(&["a", "b"], &[vec!["1".to_owned(), "2".to_owned()]]);
-        assert_eq!(text, "| a | b |\n| --- | --- |\n| 1 | 2 |\n");
+        assert_eq!(
+            [count(1234567.4), count(999.6), count(12.0)],
+            ["1,234,567", "1,000", "12"]
+        );
+        assert_eq!(
+            [ms(0.41234), ms(3.21), ms(41.23), ms(1234.5)],
+            ["0.412", "3.21", "41.2", "1234"]
+        );
+        assert_eq!([ratio(Some(6.666)), ratio(None)], ["6.67×", "—"]);
     }
 
     #[test]
@@ -467,12 +455,9 @@ mod tests {
             .split("###")
             .next()
             .unwrap();
-        assert!(
-            headline.contains(
-                "| validator-webhook | h2 | allowed | 20,000 | 0.400 | 0.800 | 1.60 | 9.0 | — | 0 |"
-            ),
-            "{headline}"
-        );
+        let webhook =
+            "| validator-webhook | h2 | allowed | 20,000 | 0.400 | 0.800 | 1.60 | 9.0 | — | 0 |";
+        assert!(headline.contains(webhook), "{headline}");
         assert!(
             headline.contains("| flask | h1 | denied | 450 |"),
             "{headline}"
@@ -503,12 +488,9 @@ mod tests {
         ));
         let md = markdown(&summary(rows));
         assert!(md.contains("| ⚠ 3 | connection error ×3 |"), "{md}");
-        assert!(
-            md.contains(
-                "| flask | allowed | h2 | 8 | — | — | — | — | — | — | — | HTTP/2 not supported |"
-            ),
-            "{md}"
-        );
+        let unsupported =
+            "| flask | h2 | allowed | 8 | — | — | — | — | — | — | — | HTTP/2 not supported |";
+        assert!(md.contains(unsupported), "{md}");
         assert!(md.contains(
             "![typical Deployment: latency, allowed, concurrency 8](latency-deployment.svg)"
         ));

@@ -1,24 +1,22 @@
-//! The servers under test: how each is started, pinned to its CPU on a free loopback port with
-//! the benchmark's certificate, waited for until it completes a TLS handshake, and stopped.
+//! The servers under test: each started pinned to its CPU on a free loopback port with the
+//! benchmark's certificate, waited for until it completes a TLS handshake, checked on every
+//! review it will be measured with, and stopped.
 
 use std::{
     fs,
     net::{Ipv4Addr, SocketAddr, TcpListener},
     path::{Path, PathBuf},
-    process::{Command, ExitStatus},
     thread,
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use anyhow::{Context, Result, bail};
 
 use crate::{
-    answer::Expected,
     ceiling,
     payloads::Payload,
-    pki::Pki,
-    plan::SERVER_CPU,
-    prereqs::Tools,
+    plan::{Protocol, SERVER_CPU, ServerKind, Verdict},
+    prereqs::{Layout, Tools},
     probe::{self, Client},
     process::{self, Group},
 };
@@ -26,166 +24,33 @@ use crate::{
 /// Python servers import for about a second on a busy machine; far more is a hang.
 const STARTUP_LIMIT: Duration = Duration::from_secs(30);
 
-/// How often a starting server is tried: fine enough to time start-up in milliseconds.
-const STARTUP_POLL: Duration = Duration::from_millis(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ServerKind {
-    /// The webhook, as shipped.
-    ValidatorWebhook,
-    /// Its stack answering without reviewing: the cost floor.
-    Ceiling,
-    /// Go, controller-runtime's webhook server.
-    ControllerRuntime,
-    /// Python, Flask on its own (Werkzeug) server.
-    Flask,
-    /// Python, the same Flask app on gunicorn.
-    Gunicorn,
+/// The benchmark's certificate: a CA, and the serving certificate it signed.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub ca_pem: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
-impl ServerKind {
-    pub const ALL: [Self; 5] = [
-        Self::ValidatorWebhook,
-        Self::Ceiling,
-        Self::ControllerRuntime,
-        Self::Flask,
-        Self::Gunicorn,
-    ];
-
-    /// The name in reports; for the Rust binaries, also the binary's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::ValidatorWebhook => "validator-webhook",
-            Self::Ceiling => "ceiling",
-            Self::ControllerRuntime => "controller-runtime",
-            Self::Flask => "flask",
-            Self::Gunicorn => "gunicorn",
-        }
+impl Pki {
+    /// Issues them with the webhook's own `certs` code into `dir`.
+    pub fn issue(dir: &Path) -> Result<Self> {
+        let issued = validator_webhook::pki::Issued::for_service(
+            "validator-webhook",
+            "validator-webhook",
+            7,
+        )?;
+        fs::create_dir_all(dir)?;
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        fs::write(dir.join("ca.crt"), &issued.ca_pem)?;
+        fs::write(&cert, &issued.cert_pem)?;
+        fs::write(&key, &issued.key_pem)?;
+        Ok(Self {
+            ca_pem: issued.ca_pem,
+            cert,
+            key,
+        })
     }
-
-    /// Neither Python server offers HTTP/2 (see bench/peers/README.md).
-    pub fn speaks_http2(self) -> bool {
-        !matches!(self, Self::Flask | Self::Gunicorn)
-    }
-
-    /// Whether the binary's size means something: compiled servers, not interpreters.
-    pub fn has_own_binary(self) -> bool {
-        matches!(
-            self,
-            Self::ValidatorWebhook | Self::Ceiling | Self::ControllerRuntime
-        )
-    }
-
-    /// The correct answer to `payload`: the ceiling, by design, allows everything with its
-    /// own uid; every other server reviews.
-    pub fn expected(self, payload: &Payload) -> Expected {
-        match self {
-            Self::Ceiling => Expected {
-                uid: ceiling::UID.to_owned(),
-                allowed: true,
-            },
-            _ => Expected {
-                uid: payload.uid.clone(),
-                allowed: payload.verdict == crate::plan::Verdict::Allowed,
-            },
-        }
-    }
-
-    /// The command line serving on `ports` (reviews, and metrics for the webhook), and where
-    /// it runs.
-    fn command(
-        self,
-        taskset: &Path,
-        program: &Path,
-        pki: &Pki,
-        ports: [u16; 2],
-        peers: &Path,
-    ) -> Command {
-        let mut command = process::pinned(taskset, SERVER_CPU, program);
-        let listen = loopback(ports[0]).to_string();
-        match self {
-            Self::ValidatorWebhook => {
-                command
-                    .args(["serve", "--listen", &listen, "--metrics-listen"])
-                    .arg(loopback(ports[1]).to_string())
-                    .arg("--tls-cert-file")
-                    .arg(&pki.cert)
-                    .arg("--tls-key-file")
-                    .arg(&pki.key)
-                    // As in a cluster: JSON lines, denials at info.
-                    .args(["--log-format", "json", "--log-level", "info"]);
-            }
-            Self::Ceiling => {
-                command
-                    .args(["--listen", &listen, "--cert"])
-                    .arg(&pki.cert)
-                    .arg("--key")
-                    .arg(&pki.key);
-            }
-            Self::ControllerRuntime => {
-                command
-                    .args(["--listen", &listen, "--http2=true", "--cert"])
-                    .arg(&pki.cert)
-                    .arg("--key")
-                    .arg(&pki.key);
-            }
-            Self::Flask => {
-                command
-                    .current_dir(peers.join("flask"))
-                    // No __pycache__ in the source tree.
-                    .env("PYTHONDONTWRITEBYTECODE", "1")
-                    .args(["app.py", "--listen", &listen, "--cert"])
-                    .arg(&pki.cert)
-                    .arg("--key")
-                    .arg(&pki.key);
-            }
-            Self::Gunicorn => {
-                // gunicorn.conf.py sizes it for one core.
-                command
-                    .current_dir(peers.join("flask"))
-                    .env("PYTHONDONTWRITEBYTECODE", "1")
-                    .args(["-c", "gunicorn.conf.py", "-b", &listen, "--certfile"])
-                    .arg(&pki.cert)
-                    .arg("--keyfile")
-                    .arg(&pki.key)
-                    .arg("app:app");
-            }
-        }
-        command
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("{server} was not prepared")]
-    NotPrepared { server: &'static str },
-    #[error("cannot start {server}: {source}")]
-    Spawn {
-        server: &'static str,
-        source: std::io::Error,
-    },
-    #[error("{server} exited ({status}) {when}; the end of its log {}:\n{tail}", log.display())]
-    Exited {
-        server: &'static str,
-        status: ExitStatus,
-        when: &'static str,
-        log: PathBuf,
-        tail: String,
-    },
-    #[error("{server} did not complete a TLS handshake within {limit:?} ({last}); the end of its log {}:\n{tail}", log.display())]
-    NotReady {
-        server: &'static str,
-        limit: Duration,
-        last: probe::ProbeError,
-        log: PathBuf,
-        tail: String,
-    },
-    #[error("cannot probe {server}: {source}")]
-    Probe {
-        server: &'static str,
-        source: probe::ProbeError,
-    },
 }
 
 /// A server that has come up.
@@ -197,41 +62,82 @@ pub struct Running {
     /// The protocol it picks when offered HTTP/2 and HTTP/1.1.
     pub alpn: Option<String>,
     pub log: PathBuf,
-    pub client: Client,
+    client: Client,
     group: Group,
 }
 
 /// Starts `kind` and waits until it completes a TLS handshake.
-pub fn start(
-    kind: ServerKind,
-    tools: &Tools,
-    pki: &Pki,
-    peers: &Path,
-    logs: &Path,
-) -> Result<Running, ServerError> {
-    let server = kind.name();
-    let program = tools
-        .program(kind)
-        .ok_or(ServerError::NotPrepared { server })?;
-    let spawn_error = |source| ServerError::Spawn { server, source };
-    let ports = free_ports().map_err(spawn_error)?;
-    let addr = loopback(ports[0]);
-    let log = logs.join(format!("{server}.log"));
-    let client =
-        Client::new(addr, &pki.ca_pem).map_err(|source| ServerError::Probe { server, source })?;
+pub fn start(kind: ServerKind, tools: &Tools, pki: &Pki, layout: &Layout) -> Result<Running> {
+    let program = tools.servers.get(&kind).context("not prepared")?;
+    // Both listeners are open at once, so the ports differ. (Another process could take one
+    // before the server binds it; on a benchmark machine nobody races for ports.)
+    let (first, second) = (
+        TcpListener::bind(loopback(0))?,
+        TcpListener::bind(loopback(0))?,
+    );
+    let (addr, metrics) = (first.local_addr()?, second.local_addr()?);
+    drop((first, second));
+    let logs = layout.out.join("logs");
+    fs::create_dir_all(&logs)?;
+    let log = logs.join(format!("{}.log", kind.name()));
+    let client = Client::new(addr, &pki.ca_pem)?;
 
-    let mut command = kind.command(&tools.taskset, program, pki, ports, peers);
-    fs::create_dir_all(logs).map_err(spawn_error)?;
-    process::log_to(&mut command, &log).map_err(spawn_error)?;
+    let mut command = process::pinned(&tools.taskset, SERVER_CPU, program, Some(&log))?;
+    let (listen, cert, key) = (addr.to_string(), &pki.cert, &pki.key);
+    let flask = layout.peers().join("flask");
+    match kind {
+        ServerKind::ValidatorWebhook => command
+            .args([
+                "serve",
+                "--listen",
+                &listen,
+                "--metrics-listen",
+                &metrics.to_string(),
+            ])
+            .arg("--tls-cert-file")
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key)
+            // As in a cluster: JSON lines, denials at info.
+            .args(["--log-format", "json", "--log-level", "info"]),
+        ServerKind::Ceiling => command
+            .args(["--listen", &listen, "--cert"])
+            .arg(cert)
+            .arg("--key")
+            .arg(key),
+        ServerKind::ControllerRuntime => command
+            .args(["--listen", &listen, "--http2=true", "--cert"])
+            .arg(cert)
+            .arg("--key")
+            .arg(key),
+        // PYTHONDONTWRITEBYTECODE: no __pycache__ in the source tree.
+        ServerKind::Flask => command
+            .current_dir(flask)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .args(["app.py", "--listen", &listen, "--cert"])
+            .arg(cert)
+            .arg("--key")
+            .arg(key),
+        // gunicorn.conf.py sizes it for one core.
+        ServerKind::Gunicorn => command
+            .current_dir(flask)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .args(["-c", "gunicorn.conf.py", "-b", &listen, "--certfile"])
+            .arg(cert)
+            .arg("--keyfile")
+            .arg(key)
+            .arg("app:app"),
+    };
     let started = Instant::now();
-    let mut group = Group::spawn(&mut command).map_err(spawn_error)?;
+    let mut group = Group::spawn(&mut command)?;
     loop {
-        let last = match client.handshake() {
+        let error = match client.handshake() {
             Ok(alpn) => {
+                let startup = started.elapsed();
                 return Ok(Running {
                     kind,
                     addr,
-                    startup: started.elapsed(),
+                    startup,
                     alpn,
                     log,
                     client,
@@ -240,25 +146,23 @@ pub fn start(
             }
             Err(error) => error,
         };
-        if let Some(status) = group.exited().map_err(spawn_error)? {
-            return Err(ServerError::Exited {
-                server,
-                status,
-                when: "while starting",
-                tail: tail(&log),
-                log,
-            });
+        if let Some(status) = group.exited()? {
+            bail!(
+                "{} exited ({status}) while starting; the end of its log {}:\n{}",
+                kind.name(),
+                log.display(),
+                tail(&log)
+            );
         }
         if started.elapsed() > STARTUP_LIMIT {
-            return Err(ServerError::NotReady {
-                server,
-                limit: STARTUP_LIMIT,
-                last,
-                tail: tail(&log),
-                log,
-            });
+            bail!(
+                "{} did not complete a TLS handshake within {STARTUP_LIMIT:?} ({error:#}); the end of its log {}:\n{}",
+                kind.name(),
+                log.display(),
+                tail(&log)
+            );
         }
-        thread::sleep(STARTUP_POLL);
+        thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -272,37 +176,54 @@ impl Running {
     }
 
     /// An error if the server has died.
-    pub fn check_alive(&mut self) -> Result<(), ServerError> {
-        let server = self.kind.name();
-        match self.group.exited() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(ServerError::Exited {
-                server,
-                status,
-                when: "under load",
-                log: self.log.clone(),
-                tail: tail(&self.log),
-            }),
-            Err(source) => Err(ServerError::Spawn { server, source }),
+    pub fn check_alive(&mut self) -> Result<()> {
+        match self.group.exited()? {
+            None => Ok(()),
+            Some(status) => bail!(
+                "{} exited ({status}) under load; the end of its log {}:\n{}",
+                self.kind.name(),
+                self.log.display(),
+                tail(&self.log)
+            ),
         }
     }
 
-    pub fn stop(self) {
-        self.group.stop();
+    /// Asks every review over every protocol the server speaks, and checks each answer: the
+    /// ceiling allows everything with its own uid, every other server reviews.
+    pub fn check_answers(&self, payloads: &[&Payload]) -> Result<()> {
+        for payload in payloads {
+            let body = fs::read(&payload.file)?;
+            let (uid, allowed) = match self.kind {
+                ServerKind::Ceiling => (ceiling::UID, true),
+                _ => (payload.uid.as_str(), payload.verdict == Verdict::Allowed),
+            };
+            for protocol in Protocol::ALL
+                .into_iter()
+                .filter(|&p| p == Protocol::Http1 || self.kind.speaks_http2())
+            {
+                let review = format!("{}-{}", payload.kind.label(), payload.verdict.label());
+                let (status, answer) = (self.client.post(protocol, &body)).with_context(|| {
+                    format!(
+                        "{} could not be asked the {review} review over {}",
+                        self.kind.name(),
+                        protocol.label()
+                    )
+                })?;
+                probe::check_answer(uid, allowed, status, &answer).with_context(|| {
+                    format!(
+                        "{} answered the {review} review wrongly over {}",
+                        self.kind.name(),
+                        protocol.label()
+                    )
+                })?;
+            }
+        }
+        Ok(())
     }
 }
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-/// Two loopback ports nobody listens on now. (Another process could take one before the server
-/// binds it; on a benchmark machine nobody races for ports.)
-fn free_ports() -> std::io::Result<[u16; 2]> {
-    // Both listeners are open at once, so the ports differ.
-    let first = TcpListener::bind(loopback(0))?;
-    let second = TcpListener::bind(loopback(0))?;
-    Ok([first.local_addr()?.port(), second.local_addr()?.port()])
 }
 
 /// The last lines of a log, for an error message.

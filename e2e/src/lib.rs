@@ -9,11 +9,9 @@
 //! - [`install`]: `deploy/` copied, given a certificate and applied.
 //! - [`overlays`]: the other overlays, dry-run against the API server.
 //! - [`https`]: talking to the webhook directly, as the API server does.
-//! - [`histogram`]: a Prometheus histogram read from a `/metrics` page.
 //! - [`pki`], [`kubectl`], [`process`], [`paths`]: the pieces those are made of.
 
 pub mod cluster;
-pub mod histogram;
 pub mod https;
 pub mod install;
 pub mod kind;

@@ -2,22 +2,20 @@
 //! `target/bench/summary.{json,md}` and `target/bench/latency-<payload>.svg`.
 //!
 //! Exits 1 if a server could not be started or answered a review wrongly (its results are
-//! missing); a missed target is reported and is not an error.
+//! missing); a missed target is a result, not an error.
 
 use std::{process::ExitCode, time::Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
 use validator_webhook_bench::{
-    headline,
-    layout::Layout,
-    load, machine, payloads, pki,
-    plan::{LOAD_CPU, Plan, SERVER_CPU},
-    prereqs::{self, step},
-    process, report,
-    runner::{self, Runner},
-    servers::ServerKind,
-    summary::{Failure, PayloadInfo, Setup, Summary},
+    headline, load, payloads,
+    plan::{LOAD_CPU, Plan, SERVER_CPU, ServerKind},
+    prereqs::{self, Layout, step},
+    process,
+    report::{self, Machine, Setup, Summary},
+    runner::Runner,
+    servers::Pki,
 };
 
 /// Benchmarks validator-webhook against its cost floor (`ceiling`) and the webhooks users would
@@ -36,8 +34,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
+    match run(&Args::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
@@ -51,7 +48,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<bool> {
     let started = Instant::now();
     process::kill_all_on_signal().context("cannot install the signal handler")?;
-    let layout = Layout::discover().context("cannot find the runner's own directory")?;
+    let layout = Layout::discover()?;
     let plan = if args.quick {
         Plan::quick()
     } else {
@@ -61,29 +58,21 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     anyhow::ensure!(!plan.servers.is_empty(), "no server left to measure");
 
     println!("Preparing");
-    if !layout.is_release() {
-        step(&format!(
-            "warning: {} is not a release build: the numbers mean nothing",
-            layout.binaries.display()
-        ));
-    }
     let tools = prereqs::prepare(&layout, &plan.servers)?;
-    report::clean(&layout.out)
-        .with_context(|| format!("cannot clear the last results in {}", layout.out.display()))?;
-    let pki = pki::generate(&layout.pki())?;
-    step(&format!(
-        "certificates: CA and serving certificate in {}",
-        layout.pki().display()
-    ));
-    let payloads = payloads::prepare(&layout.committed_payloads(), &layout.payloads())?;
-    for payload in payloads.iter() {
+    report::clean(&layout.out).with_context(|| format!("cannot clear {}", layout.out.display()))?;
+    let pki = Pki::issue(&layout.out.join("pki"))?;
+    let payloads = payloads::prepare(
+        &layout.source.join("payloads"),
+        &layout.out.join("payloads"),
+    )?;
+    for payload in &payloads {
         step(&format!(
             "payload {}: {} bytes",
             payload.file.display(),
             payload.bytes
         ));
     }
-    let machine = machine::describe();
+    let machine = Machine::describe();
     println!(
         "Measuring {} servers × {} cells ({:?} warm-up + {:?} each)",
         plan.servers.len(),
@@ -92,20 +81,23 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         plan.duration
     );
 
-    let runner = Runner::new(&plan, &tools, &pki, &payloads, &layout);
+    let runner = Runner {
+        plan: &plan,
+        tools: &tools,
+        pki: &pki,
+        payloads: &payloads,
+        layout: &layout,
+    };
     let (mut servers, mut rows, mut failures) = (Vec::new(), Vec::new(), Vec::new());
     for &server in &plan.servers {
         match runner.run(server) {
-            Ok(measured) => {
-                servers.push(measured.info);
-                rows.extend(measured.rows);
+            Ok((info, measured)) => {
+                servers.push(info);
+                rows.extend(measured);
             }
             Err(error) => {
-                eprintln!("{}: FAILED: {error}", server.name());
-                failures.push(Failure {
-                    server,
-                    error: error.to_string(),
-                });
+                eprintln!("{}: FAILED: {error:#}", server.name());
+                failures.push((server, format!("{error:#}")));
             }
         }
     }
@@ -119,14 +111,10 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             warmup_s: plan.warmup.as_secs_f64(),
             duration_s: plan.duration.as_secs_f64(),
             request_timeout_s: load::REQUEST_TIMEOUT.as_secs_f64(),
-            load_generator: runner::load_generator(&tools),
+            load_generator: load::describe(&tools),
             payloads: payloads
                 .iter()
-                .map(|p| PayloadInfo {
-                    payload: p.kind,
-                    verdict: p.verdict,
-                    bytes: p.bytes,
-                })
+                .map(|p| (p.kind, p.verdict, p.bytes))
                 .collect(),
         },
         tools: tools.versions.clone(),
@@ -138,9 +126,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let written = report::write(&summary, &layout.out)
         .with_context(|| format!("cannot write the results into {}", layout.out.display()))?;
 
-    println!();
-    print!("{}", report::console(&summary.headline));
-    println!();
+    print!("\n{}\n", report::console(&summary.headline));
     for path in written {
         println!("wrote {}", path.display());
     }
@@ -148,8 +134,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     if flagged > 0 {
         println!("{flagged} cells had failed requests (flagged ⚠ in summary.md)");
     }
-    for failure in &summary.failures {
-        eprintln!("{} failed: {}", failure.server.name(), failure.error);
+    for (server, error) in &summary.failures {
+        eprintln!("{} failed: {error}", server.name());
     }
     println!("took {:.0} s", started.elapsed().as_secs_f64());
     Ok(summary.failures.is_empty())

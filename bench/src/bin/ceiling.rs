@@ -1,6 +1,6 @@
 //! `ceiling`: the cost floor of validator-webhook's stack; see `validator_webhook_bench::ceiling`.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -22,28 +22,11 @@ struct Args {
     key: PathBuf,
 }
 
-fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("ceiling: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(args: Args) -> anyhow::Result<()> {
-    let tls = ceiling::tls_config(&args.cert, &args.key)?;
-    // The same runtime as the webhook's: one worker per CPU it may run on.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        ceiling::serve(listener, tls).await;
-        Ok(())
-    })
+// The same runtime as the webhook's: one worker per CPU it may run on.
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let listener = (tokio::net::TcpListener::bind(args.listen).await)
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    ceiling::serve(listener, &args.cert, &args.key).await
 }

@@ -172,23 +172,6 @@ mod tests {
     }
 
     #[test]
-    fn an_unlabelled_histogram_is_read_whole() {
-        let text = "# TYPE validator_webhook_review_duration_seconds histogram\n\
-                    validator_webhook_review_duration_seconds_sum 0.25\n\
-                    validator_webhook_review_duration_seconds_count 1000\n\
-                    validator_webhook_review_duration_seconds_bucket{le=\"0.0001\"} 400\n\
-                    validator_webhook_review_duration_seconds_bucket{le=\"0.00025\"} 990\n\
-                    validator_webhook_review_duration_seconds_bucket{le=\"+Inf\"} 1000\n";
-        let histogram =
-            Histogram::parse(text, "validator_webhook_review_duration_seconds", &[]).unwrap();
-        assert_eq!(histogram.count, 1000);
-        assert!((histogram.mean().unwrap() - 0.000_25).abs() < 1e-12);
-        // Rank 500 is the 100th of the 590 calls in (100 µs, 250 µs].
-        let p50 = 0.000_1 + 0.000_15 * 100.0 / 590.0;
-        assert!((histogram.quantile(0.5).unwrap() - p50).abs() < 1e-12);
-    }
-
-    #[test]
     fn a_missing_series_is_an_error() {
         let error = Histogram::parse(&exposition(1, 0, 0.001), FAMILY, &[("name", "nobody")]);
         assert!(error.unwrap_err().to_string().contains("name=\"nobody\""));

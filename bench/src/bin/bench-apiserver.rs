@@ -6,7 +6,7 @@
 //! client-side latency of both, the difference, the API server's own
 //! `apiserver_admission_webhook_admission_duration_seconds` for the webhook, and the webhook's
 //! `validator_webhook_review_duration_seconds` over the same calls. Results go to
-//! `target/bench/apiserver.{json,md}`.
+//! `target/bench/apiserver.md`.
 
 use std::{
     net::SocketAddrV4,
@@ -20,14 +20,15 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use e2e::{cluster::Cluster, histogram::Histogram, paths, process::wait_for};
+use e2e::{cluster::Cluster, paths, process::wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, api::PostParams};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
+use validator_webhook_bench::histogram::Histogram;
 
 const WEBHOOK: &str = "validator-webhook.validator-webhook.svc";
 const CONFIGURATION: &str = "validator-webhook";
@@ -67,29 +68,19 @@ async fn main() -> Result<()> {
     let report = outcome?;
     let out = paths::target().join("bench");
     std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("apiserver.json"),
-        serde_json::to_string_pretty(&report.json)? + "\n",
-    )?;
-    std::fs::write(out.join("apiserver.md"), &report.markdown)?;
-    println!("\n{}", report.markdown);
-    println!("written to {}/apiserver.{{json,md}}", out.display());
+    std::fs::write(out.join("apiserver.md"), &report)?;
+    println!("\n{report}\nwritten to {}/apiserver.md", out.display());
     Ok(())
 }
 
-struct Report {
-    json: Value,
-    markdown: String,
-}
-
-async fn run(cluster: &Cluster, args: &Args, work: &Path) -> Result<Report> {
+/// The report, as markdown.
+async fn run(cluster: &Cluster, args: &Args, work: &Path) -> Result<String> {
     cluster.wait_until_ready().await?;
     let namespace = cluster.namespace("bench").await?;
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &namespace);
     let deployment = typical_deployment()?;
     let configuration = Configuration::save(cluster, work)?;
 
-    let mut rows = Vec::new();
     let mut markdown = String::from(
         "| concurrency | webhook | creates/s | p50 ms | p99 ms | mean ms |\n\
          |---:|---|---:|---:|---:|---:|\n",
@@ -163,32 +154,12 @@ async fn run(cluster: &Cluster, args: &Args, work: &Path) -> Result<Report> {
             ms(webhook.quantile(0.5)),
             ms(webhook.quantile(0.99)),
         );
-        rows.push(json!({
-            "concurrency": concurrency,
-            "requests": with.count,
-            "with_webhook": with.json(),
-            "without_webhook": without.json(),
-            "added_ms": {
-                "p50": with.p50 - without.p50,
-                "p99": with.p99 - without.p99,
-                "mean": with.mean - without.mean,
-            },
-            APISERVER_FAMILY: summary(&apiserver),
-            WEBHOOK_FAMILY: summary(&webhook),
-        }));
     }
     cluster.delete_namespace(&namespace).await;
-    Ok(Report {
-        json: json!({
-            "payload": "bench/payloads/deployment-allowed.json (request.object)",
-            "rounds": args.rounds,
-            "rows": rows,
-        }),
-        markdown: format!(
-            "Server-side dry-run creates of the typical Deployment, {} rounds of {} per configuration.\n\n{markdown}\n{added}",
-            args.rounds, args.requests
-        ),
-    })
+    Ok(format!(
+        "Server-side dry-run creates of the typical Deployment, {} rounds of {} per configuration.\n\n{markdown}\n{added}",
+        args.rounds, args.requests
+    ))
 }
 
 /// The benchmark's typical Deployment as a client would send it: the admitted object of
@@ -378,22 +349,8 @@ async fn scrape(address: SocketAddrV4) -> Result<String> {
     Ok(body.to_owned())
 }
 
-fn summary(histogram: &Histogram) -> Value {
-    let ms = |seconds: Option<f64>| seconds.map(|s| s * 1e3);
-    json!({
-        "count": histogram.count,
-        "mean_ms": ms(histogram.mean()),
-        "p50_ms_estimate": ms(histogram.quantile(0.5)),
-        "p99_ms_estimate": ms(histogram.quantile(0.99)),
-        "buckets": (histogram.buckets.iter())
-            .map(|(le, count)| json!({ "le": le.is_finite().then_some(*le), "count": count }))
-            .collect::<Vec<_>>(),
-    })
-}
-
 /// Client-side latencies of one configuration, in milliseconds.
 struct Series {
-    count: usize,
     rate: f64,
     p50: f64,
     p99: f64,
@@ -409,20 +366,10 @@ impl Series {
             ms(latencies[rank - 1])
         };
         Self {
-            count: latencies.len(),
             rate: latencies.len() as f64 / elapsed.as_secs_f64(),
             p50: at(0.5),
             p99: at(0.99),
             mean: latencies.iter().copied().map(ms).sum::<f64>() / latencies.len() as f64,
         }
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "creates_per_second": self.rate,
-            "p50_ms": self.p50,
-            "p99_ms": self.p99,
-            "mean_ms": self.mean,
-        })
     }
 }
