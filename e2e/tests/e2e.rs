@@ -16,7 +16,7 @@ use e2e::{
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet},
     batch::v1::CronJob,
-    core::v1::{Container, Pod},
+    core::v1::{Container, Pod, PodTemplate},
 };
 use kube::{
     Api, Resource,
@@ -59,6 +59,8 @@ fn cases() -> Vec<(&'static str, Runs, Case)> {
             rejects_deployment_with_unprefixed_images,
             rejects_update_to_unprefixed_image,
             rejects_pod_with_unprefixed_init_container,
+            rejects_pod_with_unprefixed_image_volume,
+            rejects_podtemplate_with_unprefixed_image,
             rejects_cronjob_with_unprefixed_image,
             rejects_server_side_dry_run,
             rejects_debug_container_with_unprefixed_image,
@@ -307,6 +309,46 @@ async fn rejects_pod_with_unprefixed_init_container(cluster: Arc<Cluster>) -> Re
     let stderr = kubectl_denied(&cluster, &["create", "-n", &ns, "-f", "bad-init-pod.yaml"])?;
     snapshot("kubectl_create_pod_with_bad_init_container", &stderr);
     client_denied::<Pod>(&cluster, &ns, "bad-init-pod.yaml", &PostParams::default()).await?;
+    cluster.delete_namespace(&ns).await;
+    Ok(())
+}
+
+async fn rejects_pod_with_unprefixed_image_volume(cluster: Arc<Cluster>) -> Result<()> {
+    let ns = cluster.namespace("rejects-image-volume").await?;
+    let stderr = kubectl_denied(
+        &cluster,
+        &["create", "-n", &ns, "-f", "bad-image-volume-pod.yaml"],
+    )?;
+    ensure!(
+        stderr.contains(r#"spec.volumes[0] "tools": image "docker.io/attacker/cryptominer:latest" has name "cryptominer""#),
+        "the denial does not name the image volume: {stderr}"
+    );
+    snapshot("kubectl_create_pod_with_bad_image_volume", &stderr);
+    client_denied::<Pod>(
+        &cluster,
+        &ns,
+        "bad-image-volume-pod.yaml",
+        &PostParams::default(),
+    )
+    .await?;
+    cluster.delete_namespace(&ns).await;
+    Ok(())
+}
+
+async fn rejects_podtemplate_with_unprefixed_image(cluster: Arc<Cluster>) -> Result<()> {
+    let ns = cluster.namespace("rejects-podtemplate").await?;
+    let stderr = kubectl_denied(
+        &cluster,
+        &["create", "-n", &ns, "-f", "bad-podtemplate.yaml"],
+    )?;
+    snapshot("kubectl_create_bad_podtemplate", &stderr);
+    client_denied::<PodTemplate>(
+        &cluster,
+        &ns,
+        "bad-podtemplate.yaml",
+        &PostParams::default(),
+    )
+    .await?;
     cluster.delete_namespace(&ns).await;
     Ok(())
 }
