@@ -147,6 +147,36 @@ async fn counts_reviews_and_rejections_in_metrics() {
     );
 }
 
+#[tokio::test]
+async fn a_kind_the_policy_does_not_inspect_is_counted_as_other() {
+    let app = app();
+    let review = std::fs::read_to_string("tests/fixtures/reviews/deployment-denied.json").unwrap();
+    let mut review: serde_json::Value = serde_json::from_str(&review).unwrap();
+    for (n, kind) in ["MadeUpKind1", "MadeUpKind2", "Deployment"]
+        .iter()
+        .enumerate()
+    {
+        let gvk = &mut review["request"]["kind"];
+        gvk["group"] = "example.com".into();
+        gvk["kind"] = (*kind).into();
+        review["request"]["uid"] = format!("kind-{n}").into();
+        let request = Request::post("/validate")
+            .body(Full::new(Bytes::from(review.to_string())))
+            .unwrap();
+        assert_eq!(app.answer(request).await.status(), StatusCode::OK);
+    }
+    let text = app.metrics().encode();
+    assert!(
+        text.contains(r#"validator_webhook_reviews_total{kind="other",operation="CREATE",verdict="not_inspected"} 3"#),
+        "{text}"
+    );
+    assert!(!text.contains("MadeUpKind"), "{text}");
+    assert!(
+        !text.contains(r#"kind="Deployment""#),
+        "an example.com Deployment is not the apps one: {text}"
+    );
+}
+
 /// A body that yields `first` and then never ends, like a client that stalls mid-body.
 fn stalled_after(
     first: &'static [u8],

@@ -212,7 +212,7 @@ async fn keep_alive_clients_sending_through_a_shutdown_lose_no_request() {
     }
     // No request the clients were told to send again had been reviewed.
     let labels = ReviewLabels {
-        kind: "Pod".into(),
+        kind: "Pod",
         operation: "CREATE",
         verdict: "denied",
     };

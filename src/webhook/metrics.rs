@@ -24,7 +24,7 @@ const DURATION_BUCKETS: [f64; 18] = [
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReviewLabels {
-    pub kind: String,
+    pub kind: &'static str,
     pub operation: &'static str,
     pub verdict: &'static str,
 }
@@ -195,7 +195,7 @@ mod tests {
     fn exposes_every_series_under_the_webhook_prefix() {
         let metrics = Metrics::default();
         let labels = ReviewLabels {
-            kind: "Deployment".into(),
+            kind: "Deployment",
             operation: "CREATE",
             verdict: "denied",
         };

@@ -12,7 +12,10 @@ use kube::core::{
 };
 use serde_json::error::Category;
 
-use crate::policy::{Input, Policy, Skipped, Verdict, workload::Workload};
+use crate::policy::{
+    Input, Policy, Skipped, Verdict,
+    workload::{PodSpecAt, Workload},
+};
 
 /// Why a body could not be reviewed. All but the last are the client's mistake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +41,8 @@ pub enum ReviewError {
 pub struct Reviewed {
     /// The AdmissionReview response, serialised.
     pub body: Vec<u8>,
-    pub kind: String,
+    /// The object's kind as a metric label: see [`kind_label`].
+    pub kind: &'static str,
     pub operation: &'static str,
     pub verdict: &'static str,
 }
@@ -68,7 +72,7 @@ pub fn review(policy: &Policy, body: &[u8]) -> Result<Reviewed, ReviewError> {
     let body = serde_json::to_vec(&response).map_err(|e| ReviewError::Encode(e.to_string()))?;
     Ok(Reviewed {
         body,
-        kind: request.kind.kind,
+        kind: kind_label(&request.kind),
         operation: operation(&request.operation),
         verdict: verdict.label(),
     })
@@ -97,6 +101,29 @@ pub fn respond<K: Resource>(
     let mut response = response.deny(&message);
     response.result = Status::failure(&message, reason).with_code(code);
     response
+}
+
+/// The kinds the policy inspects, by name, and `other` for every other kind: a label takes
+/// only values the webhook knows, so requests with made-up kinds cannot grow `/metrics`.
+pub fn kind_label(kind: &GroupVersionKind) -> &'static str {
+    const INSPECTED: [&str; 9] = [
+        "Pod",
+        "PodTemplate",
+        "ReplicationController",
+        "Deployment",
+        "ReplicaSet",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "CronJob",
+    ];
+    match PodSpecAt::of(kind) {
+        Some(_) => INSPECTED
+            .into_iter()
+            .find(|name| *name == kind.kind)
+            .unwrap_or("other"),
+        None => "other",
+    }
 }
 
 /// What a denial says, or `None` for a verdict that allows.
