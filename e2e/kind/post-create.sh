@@ -24,6 +24,16 @@ until docker exec "${node}" iptables-save -t nat 2>/dev/null | grep -q 'default/
 done
 step "kube-proxy programs the Service rules in ${node} ($((SECONDS - start))s)"
 
+# A packet for a pod that is gone (the API server still dialling a webhook pod just deleted, a
+# reply to a pod torn down) would follow the node's default route out of the machine. The pod
+# range is unreachable but through the per-pod routes the CNI plugin adds, so such a packet
+# ends in the node with "no route to host".
+pod_subnet="$(awk '$1 == "podSubnet:" { print $2; exit }' "${script_dir}/cluster.yaml")"
+[[ -n "${pod_subnet}" ]] || die "${script_dir}/cluster.yaml names no podSubnet."
+docker exec "${node}" ip route replace unreachable "${pod_subnet}" ||
+    die "cannot make ${pod_subnet} unreachable in ${node} outside its pods' own routes."
+step "pod range ${pod_subnet} reachable only through its pods' routes in ${node}"
+
 kubectl apply -f "${script_dir}/coredns.yaml" >/dev/null || die "kubectl apply -f ${script_dir}/coredns.yaml failed."
 kubectl -n kube-system rollout status deployment/coredns --timeout=300s >/dev/null ||
     die "CoreDNS did not roll out within 300 s (kubectl -n kube-system get pods shows why)."
