@@ -241,7 +241,7 @@ fn prepare(stream: &TcpStream, peer: SocketAddr) {
     }
 }
 
-/// What every connection of the listener shares.
+/// What every connection of the listener shares; each connection serves with its own clone.
 struct Connections<H> {
     tls: TlsAcceptor,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -265,7 +265,7 @@ impl<H: Handler> Connections<H> {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         prepare(&stream, peer);
-                        tokio::spawn(self.connection().serve(stream, peer));
+                        tokio::spawn(self.clone().serve(stream, peer));
                     }
                     Err(error) => {
                         // Usually out of file descriptors: back off instead of spinning.
@@ -276,9 +276,12 @@ impl<H: Handler> Connections<H> {
             }
         }
     }
+}
 
-    fn connection(&self) -> Connection<H> {
-        Connection {
+// By hand: a derive would ask `H: Clone`, and the handler is shared through its `Arc`.
+impl<H> Clone for Connections<H> {
+    fn clone(&self) -> Self {
+        Self {
             tls: self.tls.clone(),
             builder: self.builder.clone(),
             handler: self.handler.clone(),
@@ -290,17 +293,7 @@ impl<H: Handler> Connections<H> {
     }
 }
 
-struct Connection<H> {
-    tls: TlsAcceptor,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    handler: Arc<H>,
-    timeouts: Timeouts,
-    handshake_failures: Counter,
-    closing: Arc<AtomicBool>,
-    draining: watch::Receiver<bool>,
-}
-
-impl<H: Handler> Connection<H> {
+impl<H: Handler> Connections<H> {
     /// Serves one connection; `self` (and with it a receiver of `draining`) lives until the
     /// connection has ended, which is what the drain waits for.
     async fn serve(self, stream: TcpStream, peer: SocketAddr) {
