@@ -13,12 +13,22 @@ pub struct Kubectl {
     kubeconfig: PathBuf,
 }
 
-/// What a kubectl run printed.
+/// What a kubectl (or helm) run printed.
 #[derive(Debug)]
 pub struct Output {
     pub success: bool,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<std::process::Output> for Output {
+    fn from(output: std::process::Output) -> Self {
+        Self {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
 }
 
 impl Kubectl {
@@ -53,11 +63,7 @@ impl Kubectl {
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("cannot run {}", self.binary.display()))?;
-        Ok(Output {
-            success: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+        Ok(output.into())
     }
 
     /// `kubectl <args>` in the case manifests' directory.

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail, ensure};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use e2e::{
     install::Manifests,
-    kubectl::Kubectl,
+    kubectl::{Kubectl, Output},
     local::{Assets, ControlPlane},
     overlays, paths,
     process::run,
@@ -166,13 +166,6 @@ struct Helm {
     home: PathBuf,
 }
 
-/// What a helm run printed.
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
 impl Helm {
     fn build(work: &Path) -> Result<Self> {
         let script = paths::repository().join("e2e/helm/build.sh");
@@ -193,11 +186,7 @@ impl Helm {
             .current_dir(paths::repository())
             .output()
             .with_context(|| format!("cannot run {}", self.binary.display()))?;
-        Ok(Output {
-            success: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+        Ok(output.into())
     }
 
     fn ok(&self, args: &[&str]) -> Result<String> {
