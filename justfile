@@ -2,8 +2,7 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-kind_cluster := "validator-webhook-e2e"
-image := "validator-webhook:e2e"
+image := env("E2E_WEBHOOK_IMAGE", "validator-webhook:e2e")
 musl_target := "x86_64-unknown-linux-musl"
 
 # List the recipes.

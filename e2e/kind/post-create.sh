@@ -34,6 +34,21 @@ docker exec "${node}" ip route replace unreachable "${pod_subnet}" ||
     die "cannot make ${pod_subnet} unreachable in ${node} outside its pods' own routes."
 step "pod range ${pod_subnet} reachable only through its pods' routes in ${node}"
 
+# A packet for a Service address that kube-proxy did not translate (the API server closing its
+# connection to the webhook while the cluster is torn down) would also take the default route
+# out. Translated packets carry a pod address by the time the filter table sees them, so this
+# drops only the untranslated ones, in the node. The rule is appended after kube-proxy's own
+# jumps: a new connection to a Service without endpoints must still meet kube-proxy's REJECT
+# (a caller fails at once) rather than this silent drop (a caller would wait for its timeout).
+service_subnet="$(awk '$1 == "serviceSubnet:" { print $2; exit }' "${script_dir}/cluster.yaml")"
+[[ -n "${service_subnet}" ]] || die "${script_dir}/cluster.yaml names no serviceSubnet."
+for chain in OUTPUT FORWARD; do
+    docker exec "${node}" iptables -w -C "${chain}" -d "${service_subnet}" -o eth0 -j DROP 2>/dev/null ||
+        docker exec "${node}" iptables -w -A "${chain}" -d "${service_subnet}" -o eth0 -j DROP ||
+        die "cannot keep untranslated packets for ${service_subnet} inside ${node}."
+done
+step "untranslated packets for the service range ${service_subnet} stay in ${node}"
+
 kubectl apply -f "${script_dir}/coredns.yaml" >/dev/null || die "kubectl apply -f ${script_dir}/coredns.yaml failed."
 kubectl -n kube-system rollout status deployment/coredns --timeout=300s >/dev/null ||
     die "CoreDNS did not roll out within 300 s (kubectl -n kube-system get pods shows why)."

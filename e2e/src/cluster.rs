@@ -157,7 +157,7 @@ impl Cluster {
     async fn start_kind(work: PathBuf) -> Result<Self> {
         let assets = Assets::locate()?;
         let binary = paths::webhook_binary()?;
-        let webhook_image = LocalImage::inspect(kind::WEBHOOK_IMAGE)
+        let webhook_image = LocalImage::inspect(&kind::webhook_image())
             .context("build the webhook image first: `just image`")?;
         eprintln!(
             "==> building the test image {} (a static pause, FROM nothing)",
@@ -168,7 +168,7 @@ impl Cluster {
         let cluster = KindCluster::create()?;
         let kubectl = Kubectl::new(assets.kubectl.clone(), cluster.kubeconfig.clone());
         cluster.after_create(&kubectl)?;
-        cluster.load(&[kind::WEBHOOK_IMAGE, kind::TEST_IMAGE])?;
+        cluster.load(&[&kind::webhook_image(), kind::TEST_IMAGE])?;
         eprintln!("==> installing deploy/overlays/kind");
         let manifests = Manifests::prepare(&work, &binary)?;
         manifests.apply(&kubectl, "kind")?;
@@ -190,7 +190,7 @@ impl Cluster {
         let summary = vec![
             format!(
                 "image {}: {:.2} MB ({} bytes)",
-                kind::WEBHOOK_IMAGE,
+                &kind::webhook_image(),
                 webhook_image.size as f64 / 1e6,
                 webhook_image.size
             ),

@@ -18,16 +18,33 @@ use crate::{
     process::{forget_undo, run, run_showing_progress, undo_on_interrupt},
 };
 
-/// The cluster's name; `kind get kubeconfig --name validator-webhook-e2e` works while it runs.
-pub const CLUSTER: &str = "validator-webhook-e2e";
-/// The webhook image, built by `just image`.
-pub const WEBHOOK_IMAGE: &str = "validator-webhook:e2e";
+/// The cluster's name, `validator-webhook-e2e` unless `E2E_KIND_CLUSTER` names another (two
+/// checkouts can then run the suite at once); `kind get kubeconfig --name …` works while it runs.
+pub fn cluster_name() -> String {
+    std::env::var("E2E_KIND_CLUSTER")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "validator-webhook-e2e".to_owned())
+}
+
+/// The image `deploy/overlays/kind` runs.
+pub const DEPLOYED_IMAGE: &str = "validator-webhook:e2e";
+
+/// The webhook image `just image` built: [`DEPLOYED_IMAGE`] unless `E2E_WEBHOOK_IMAGE` names
+/// another tag (the same variable `just image` reads); the node then knows it by both names.
+pub fn webhook_image() -> String {
+    std::env::var("E2E_WEBHOOK_IMAGE")
+        .ok()
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or_else(|| DEPLOYED_IMAGE.to_owned())
+}
 /// A workload image the policy admits, loaded into the node so pods reach Running offline.
 pub const TEST_IMAGE: &str = "msalinasc_pause:e2e";
 
 /// A kind cluster this process created.
 pub struct KindCluster {
     kind: PathBuf,
+    name: String,
     pub kubeconfig: PathBuf,
     keep: bool,
     /// How long `kind create cluster` took.
@@ -39,31 +56,33 @@ impl KindCluster {
     /// image kind-infra's script provides and applies what must follow the creation.
     pub fn create() -> Result<Self> {
         let kind = kind_binary()?;
+        let name = cluster_name();
         let keep = keep_cluster();
         let dir = paths::target().join("kind");
         std::fs::create_dir_all(&dir)?;
         let kubeconfig = dir.join("kubeconfig");
 
         let leftover = run(Command::new(&kind).args(["get", "clusters"]))?;
-        if leftover.lines().any(|line| line.trim() == CLUSTER) {
-            eprintln!("==> deleting the leftover kind cluster {CLUSTER}");
-            run(Command::new(&kind).args(["delete", "cluster", "--name", CLUSTER]))?;
+        if leftover.lines().any(|line| line.trim() == name) {
+            eprintln!("==> deleting the leftover kind cluster {name}");
+            run(Command::new(&kind).args(["delete", "cluster", "--name", &name]))?;
         }
 
         eprintln!("==> the kind node image");
         let image = node_image()?;
         let config = paths::repository().join("e2e/kind/cluster.yaml");
         eprintln!(
-            "==> creating kind cluster {CLUSTER} from {} with {image}",
+            "==> creating kind cluster {name} from {} with {image}",
             config.display()
         );
         let mut delete = Command::new(&kind);
-        delete.args(["delete", "cluster", "--name", CLUSTER]);
+        delete.args(["delete", "cluster", "--name", &name]);
         if !keep {
-            undo_on_interrupt(&undo(), &delete);
+            undo_on_interrupt(&undo(&name), &delete);
         }
         let mut cluster = Self {
             kind,
+            name,
             kubeconfig,
             keep,
             created_in: Duration::ZERO,
@@ -71,7 +90,14 @@ impl KindCluster {
         let started = Instant::now();
         run_showing_progress(
             Command::new(&cluster.kind)
-                .args(["create", "cluster", "--name", CLUSTER, "--image", &image])
+                .args([
+                    "create",
+                    "cluster",
+                    "--name",
+                    &cluster.name,
+                    "--image",
+                    &image,
+                ])
                 .arg("--config")
                 .arg(&config)
                 .arg("--kubeconfig")
@@ -81,7 +107,8 @@ impl KindCluster {
         .context("kind create cluster failed")?;
         cluster.created_in = started.elapsed();
         eprintln!(
-            "==> kind cluster {CLUSTER} created in {:.1} s",
+            "==> kind cluster {} created in {:.1} s",
+            cluster.name,
             cluster.created_in.as_secs_f64()
         );
         Ok(cluster)
@@ -96,7 +123,7 @@ impl KindCluster {
         let steps = run_showing_progress(
             kubectl
                 .environment_of(&mut Command::new(&script))
-                .arg(CLUSTER),
+                .arg(&self.name),
         )
         .context("e2e/kind/post-create.sh failed")?;
         eprint!("{steps}");
@@ -105,15 +132,29 @@ impl KindCluster {
 
     /// The node container's name, as kind names it.
     pub fn node(&self) -> String {
-        format!("{CLUSTER}-control-plane")
+        format!("{}-control-plane", self.name)
     }
 
     /// Loads images from the local Docker engine into the node's containerd.
     pub fn load(&self, images: &[&str]) -> Result<()> {
         eprintln!("==> loading {} into the node", images.join(" and "));
         run(Command::new(&self.kind)
-            .args(["load", "docker-image", "--name", CLUSTER])
+            .args(["load", "docker-image", "--name", &self.name])
             .args(images))?;
+        let built = webhook_image();
+        if built != DEPLOYED_IMAGE && images.contains(&built.as_str()) {
+            let qualified = |tag: &str| format!("docker.io/library/{tag}");
+            self.node_exec(&[
+                "ctr",
+                "--namespace",
+                "k8s.io",
+                "images",
+                "tag",
+                "--force",
+                &qualified(&built),
+                &qualified(DEPLOYED_IMAGE),
+            ])?;
+        }
         Ok(())
     }
 
@@ -182,30 +223,32 @@ impl Drop for KindCluster {
     fn drop(&mut self) {
         if self.keep {
             eprintln!(
-                "\n==> keeping kind cluster {CLUSTER} (KEEP_CLUSTER=1); to use it:\n\n    \
+                "\n==> keeping kind cluster {name} (KEEP_CLUSTER=1); to use it:\n\n    \
                  export KUBECONFIG={}\n\n\
-                 (`kind get kubeconfig --name {CLUSTER}` prints it too); delete it with\n    \
-                 kind delete cluster --name {CLUSTER}",
-                self.kubeconfig.display()
+                 (`kind get kubeconfig --name {name}` prints it too); delete it with\n    \
+                 kind delete cluster --name {name}",
+                self.kubeconfig.display(),
+                name = self.name
             );
             return;
         }
-        eprintln!("==> deleting kind cluster {CLUSTER}");
+        eprintln!("==> deleting kind cluster {}", self.name);
         let deleted = Command::new(&self.kind)
-            .args(["delete", "cluster", "--name", CLUSTER])
+            .args(["delete", "cluster", "--name", &self.name])
             .status();
         if !deleted.is_ok_and(|s| s.success()) {
             eprintln!(
-                "warning: could not delete kind cluster {CLUSTER}; `kind delete cluster --name {CLUSTER}` does"
+                "warning: could not delete kind cluster {name}; `kind delete cluster --name {name}` does",
+                name = self.name
             );
         }
-        forget_undo(&undo());
+        forget_undo(&undo(&self.name));
         let _ = std::fs::remove_file(&self.kubeconfig);
     }
 }
 
-fn undo() -> String {
-    format!("deleting kind cluster {CLUSTER}")
+fn undo(name: &str) -> String {
+    format!("deleting kind cluster {name}")
 }
 
 /// `KEEP_CLUSTER=1` keeps the cluster after the run.

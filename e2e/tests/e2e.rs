@@ -532,7 +532,7 @@ async fn webhook_pods_are_ready_as_uid_65532_from_the_image_just_built(
             "{name} runs image {} ({}), not {} as built: {}",
             running.image_id,
             container.image_id,
-            kind::WEBHOOK_IMAGE,
+            &kind::webhook_image(),
             kind.webhook_image.id
         );
     }
