@@ -4,7 +4,7 @@
 //! what a [`ReviewError`] becomes.
 
 use kube::core::{
-    DynamicObject, GroupVersionKind, Resource, Status,
+    GroupVersionKind, Resource, Status,
     admission::{
         AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND,
         Operation,
@@ -14,7 +14,7 @@ use serde_json::error::Category;
 
 use crate::policy::{
     Input, Policy, Skipped, Verdict,
-    workload::{PodSpecAt, Workload},
+    workload::{Lenient, PodSpecAt, Workload},
 };
 
 /// Why a body could not be reviewed. All but the last are the client's mistake.
@@ -172,7 +172,7 @@ pub fn warning(
 /// Decodes an AdmissionReview body into its request, checking the review's version.
 ///
 /// The fast path reads only what the policy needs, in one pass. If that fails on the content of
-/// the body, the body is read again generically: when it is a review after all, only its object
+/// the body, the body is read again with each object kept as its text and read on its own: when it is a review after all, only its object
 /// is unreadable, and the policy answers that (with a 400 and the field at fault) under the
 /// request's uid.
 pub fn decode(body: &[u8]) -> Result<AdmissionRequest<Workload>, ReviewError> {
@@ -182,7 +182,7 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<Workload>, ReviewError> {
     match serde_json::from_slice::<AdmissionReview<Workload>>(body) {
         Ok(review) => request_of(review),
         Err(error) if error.classify() == Category::Data => {
-            let generic: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+            let generic: AdmissionReview<Lenient> = serde_json::from_slice(body)
                 .map_err(|_| ReviewError::NotAReview(error.to_string()))?;
             request_of(generic).map(with_unreadable_objects)
         }
@@ -207,10 +207,8 @@ fn request_of<K: Resource>(review: AdmissionReview<K>) -> Result<AdmissionReques
 }
 
 /// The same request, its objects read leniently.
-fn with_unreadable_objects(request: AdmissionRequest<DynamicObject>) -> AdmissionRequest<Workload> {
-    let lenient = |object: DynamicObject| {
-        Workload::from_value(serde_json::to_value(object).unwrap_or(serde_json::Value::Null))
-    };
+fn with_unreadable_objects(request: AdmissionRequest<Lenient>) -> AdmissionRequest<Workload> {
+    let lenient = |object: Lenient| object.0;
     AdmissionRequest {
         types: request.types,
         uid: request.uid,
