@@ -24,8 +24,7 @@ use kube::{
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::{Serialize, de::DeserializeOwned};
-
-const WEBHOOK: &str = "validator-webhook.validator-webhook.svc";
+use testkit::names::WEBHOOK;
 
 type Case = fn(Arc<Cluster>) -> Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
