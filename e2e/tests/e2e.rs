@@ -653,7 +653,7 @@ async fn denied_deployment_never_creates_a_replica_set(cluster: Arc<Cluster>) ->
         .await
     {
         Err(kube::Error::Api(status)) => ensure!(
-            status.code == 403 && status.message.contains("Invalid image name"),
+            status.code == 403 && status.message.contains(testkit::reply::DENIAL_PREFIX),
             "{}",
             status.message
         ),
