@@ -24,8 +24,7 @@ use kube::{
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::{Serialize, de::DeserializeOwned};
-
-const WEBHOOK: &str = "validator-webhook.validator-webhook.svc";
+use testkit::names::WEBHOOK;
 
 type Case = fn(Arc<Cluster>) -> Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
@@ -671,7 +670,7 @@ async fn denied_deployment_never_creates_a_replica_set(cluster: Arc<Cluster>) ->
         .await
     {
         Err(kube::Error::Api(status)) => ensure!(
-            status.code == 403 && status.message.contains("Invalid image name"),
+            status.code == 403 && status.message.contains(testkit::reply::DENIAL_PREFIX),
             "{}",
             status.message
         ),
