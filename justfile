@@ -22,7 +22,7 @@ lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
     hadolint Dockerfile Dockerfile.binary
     actionlint
-    shellcheck .ci/run e2e/control-plane/build.sh e2e/kind/engine.sh e2e/kind/node-image.sh e2e/kind/post-create.sh e2e/kind/runc-without-sys-resource e2e/helm/build.sh
+    shellcheck .ci/run e2e/cached-build.sh e2e/control-plane/build.sh e2e/kind/engine.sh e2e/kind/node-image.sh e2e/kind/post-create.sh e2e/kind/runc-without-sys-resource e2e/helm/build.sh
     .ci/shellcheck-recipes
     just --dry-run e2e 2>/dev/null
 

@@ -1,5 +1,6 @@
 //! Certificate issuance, in one place: the CA and serving certificate `certs` writes for a
-//! cluster, and the self-signed certificate `serve` uses without one (tests use both).
+//! cluster, and the self-signed certificate `serve` uses without one (tests use both; the e2e
+//! local control plane issues its API server's and administrator's certificates with [`Ca`]).
 
 use std::path::Path;
 
@@ -19,38 +20,87 @@ pub struct Issued {
 impl Issued {
     /// Issues a certificate for `service` in `namespace`, valid for `days`.
     pub fn for_service(service: &str, namespace: &str, days: i64) -> Result<Self, rcgen::Error> {
-        let now = OffsetDateTime::now_utc();
-        let not_before = now - Duration::hours(1);
-
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name = name(&format!("{service}.{namespace} webhook CA"));
-        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca.not_before = not_before;
-        ca.not_after = now + Duration::days(days);
-        let ca_key = KeyPair::generate()?;
-        let ca_cert = ca.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca, ca_key);
-
-        let dns_names = vec![
+        let ca = Ca::new(&format!("{service}.{namespace} webhook CA"), days)?;
+        let dns_names = [
             format!("{service}.{namespace}.svc"),
             format!("{service}.{namespace}.svc.cluster.local"),
             format!("{service}.{namespace}"),
             service.to_owned(),
         ];
-        let mut leaf = CertificateParams::new(dns_names)?;
-        leaf.distinguished_name = name(&format!("{service}.{namespace}.svc"));
+        let leaf = ca.serving(&dns_names, &format!("{service}.{namespace}.svc"))?;
+        Ok(Self {
+            ca_pem: ca.pem,
+            cert_pem: leaf.cert_pem,
+            key_pem: leaf.key_pem,
+        })
+    }
+}
+
+/// A CA that signs only end-entity certificates, every one valid as long as itself.
+pub struct Ca {
+    pub pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
+/// A certificate and its private key, as PEM.
+pub struct KeyedCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Ca {
+    /// A new CA named `common_name`, valid from an hour ago (for clocks a little behind) for
+    /// `days`.
+    pub fn new(common_name: &str, days: i64) -> Result<Self, rcgen::Error> {
+        let now = OffsetDateTime::now_utc();
+        let (not_before, not_after) = (now - Duration::hours(1), now + Duration::days(days));
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.distinguished_name = name(common_name);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca.not_before = not_before;
+        ca.not_after = not_after;
+        let ca_key = KeyPair::generate()?;
+        let pem = ca.self_signed(&ca_key)?.pem();
+        Ok(Self {
+            pem,
+            issuer: Issuer::new(ca, ca_key),
+            not_before,
+            not_after,
+        })
+    }
+
+    /// A serving certificate for `names` (DNS names or IP addresses).
+    pub fn serving(&self, names: &[String], common_name: &str) -> Result<KeyedCert, rcgen::Error> {
+        let mut leaf = CertificateParams::new(names.to_vec())?;
+        leaf.distinguished_name = name(common_name);
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign(leaf)
+    }
+
+    /// A client certificate for the user `common_name` in the group `organization`, as
+    /// Kubernetes reads them.
+    pub fn client(&self, common_name: &str, organization: &str) -> Result<KeyedCert, rcgen::Error> {
+        let mut leaf = CertificateParams::new(Vec::<String>::new())?;
+        leaf.distinguished_name = name(common_name);
+        leaf.distinguished_name
+            .push(DnType::OrganizationName, organization);
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(leaf)
+    }
+
+    fn sign(&self, mut leaf: CertificateParams) -> Result<KeyedCert, rcgen::Error> {
         leaf.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        leaf.not_before = not_before;
-        leaf.not_after = now + Duration::days(days);
+        leaf.not_before = self.not_before;
+        leaf.not_after = self.not_after;
         let key = KeyPair::generate()?;
-        let cert = leaf.signed_by(&key, &issuer)?;
-        Ok(Self {
-            ca_pem: ca_cert.pem(),
+        let cert = leaf.signed_by(&key, &self.issuer)?;
+        Ok(KeyedCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })

@@ -174,18 +174,10 @@ impl Drop for Served {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn the_printed_curl_line_gets_a_denial_and_sigterm_exits_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
-    let (port, metrics) = (free_port(), free_port());
+    let (port, metrics) = (testkit::free_port().unwrap(), testkit::free_port().unwrap());
     let listen = format!("127.0.0.1:{port}");
     let metrics = format!("127.0.0.1:{metrics}");
     let mut served = Served::start(
@@ -200,19 +192,9 @@ fn the_printed_curl_line_gets_a_denial_and_sigterm_exits_cleanly() {
         .output()
         .unwrap();
     assert!(output.status.success(), "curl failed: {}", stderr(&output));
-    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(reply["kind"], "AdmissionReview");
-    assert_eq!(
-        reply["response"]["uid"],
-        "705ab4f5-6393-11e8-b7cc-42010a800002"
-    );
-    assert_eq!(reply["response"]["allowed"], false);
-    assert!(
-        reply["response"]["status"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Invalid image name: ")
-    );
+    let response = testkit::reply::response(&output.stdout).unwrap();
+    assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    testkit::reply::ensure_policy_denial(&response).unwrap();
 
     assert_eq!(served.terminate().code(), Some(0));
 }

@@ -56,6 +56,6 @@ mod tests {
 
     #[test]
     fn the_fixed_answer_is_an_allowing_review_with_the_fixed_uid() {
-        assert!(crate::probe::check_answer(UID, true, 200, ANSWER.as_bytes()).is_ok());
+        assert!(testkit::reply::check_answer(UID, true, 200, ANSWER.as_bytes()).is_ok());
     }
 }

@@ -131,7 +131,7 @@ mod tests {
     use super::*;
 
     const FAMILY: &str = "apiserver_admission_webhook_admission_duration_seconds";
-    const WEBHOOK: &str = "validator-webhook.validator-webhook.svc";
+    use testkit::names::WEBHOOK;
     const CREATE: &[(&str, &str)] = &[("name", WEBHOOK), ("operation", "CREATE")];
 
     fn exposition(fast: u64, slow: u64, sum: f64) -> String {

@@ -17,7 +17,7 @@ use crate::{
     payloads::Payload,
     plan::{Protocol, SERVER_CPU, ServerKind, Verdict},
     prereqs::{Layout, Tools},
-    probe::{self, Client},
+    probe::Client,
     process::{self, Group},
 };
 
@@ -36,8 +36,8 @@ impl Pki {
     /// Issues them with the webhook's own `certs` code into `dir`.
     pub fn issue(dir: &Path) -> Result<Self> {
         let issued = validator_webhook::pki::Issued::for_service(
-            "validator-webhook",
-            "validator-webhook",
+            testkit::names::SERVICE,
+            testkit::names::NAMESPACE,
             7,
         )?;
         fs::create_dir_all(dir)?;
@@ -151,7 +151,7 @@ pub fn start(kind: ServerKind, tools: &Tools, pki: &Pki, layout: &Layout) -> Res
                 "{} exited ({status}) while starting; the end of its log {}:\n{}",
                 kind.name(),
                 log.display(),
-                tail(&log)
+                testkit::tail(&log, 15)
             );
         }
         if started.elapsed() > STARTUP_LIMIT {
@@ -159,7 +159,7 @@ pub fn start(kind: ServerKind, tools: &Tools, pki: &Pki, layout: &Layout) -> Res
                 "{} did not complete a TLS handshake within {STARTUP_LIMIT:?} ({error:#}); the end of its log {}:\n{}",
                 kind.name(),
                 log.display(),
-                tail(&log)
+                testkit::tail(&log, 15)
             );
         }
         thread::sleep(Duration::from_millis(5));
@@ -183,7 +183,7 @@ impl Running {
                 "{} exited ({status}) under load; the end of its log {}:\n{}",
                 self.kind.name(),
                 self.log.display(),
-                tail(&self.log)
+                testkit::tail(&self.log, 15)
             ),
         }
     }
@@ -209,7 +209,7 @@ impl Running {
                         protocol.label()
                     )
                 })?;
-                probe::check_answer(uid, allowed, status, &answer).with_context(|| {
+                testkit::reply::check_answer(uid, allowed, status, &answer).with_context(|| {
                     format!(
                         "{} answered the {review} review wrongly over {}",
                         self.kind.name(),
@@ -224,11 +224,4 @@ impl Running {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-/// The last lines of a log, for an error message.
-fn tail(log: &Path) -> String {
-    let text = fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
 }

@@ -24,34 +24,9 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 k8s_mod_dir="${script_dir}/kubernetes"
 etcd_mod_dir="${script_dir}/etcd"
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "build.sh: error: $*"; exit 1; }
-
-usage() {
-  sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
-}
-
-print_dir_only=false
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --print-dir) print_dir_only=true ;;
-    -h | --help) usage; exit 0 ;;
-    *) usage; die "unknown argument: $1" ;;
-  esac
-  shift
-done
-
-# required_version GOMOD MODULE: the version MODULE is required at in GOMOD
-# (handles both `require m v` and the `require ( ... )` block form).
-required_version() {
-  local v
-  v="$(awk -v m="$2" '
-    $1 == "require" && $2 != "(" { $1 = ""; $0 = $0 }
-    $1 == m && $2 ~ /^v/ { print $2; exit }
-  ' "$1")"
-  [[ -n "${v}" ]] || die "cannot find the version of $2 in $1"
-  printf '%s\n' "${v}"
-}
+# shellcheck source=e2e/cached-build.sh
+source "${script_dir}/../cached-build.sh"
+parse_args "$@"
 
 # replaced_version GOMOD MODULE: the version MODULE is replaced with in GOMOD.
 replaced_version() {
@@ -64,7 +39,6 @@ replaced_version() {
 k8s_version="$(required_version "${k8s_mod_dir}/go.mod" k8s.io/kubernetes)"
 etcd_version="$(required_version "${etcd_mod_dir}/go.mod" go.etcd.io/etcd/server/v3)"
 
-cache_root="${VALIDATOR_WEBHOOK_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/validator-webhook}"
 asset_dir="${cache_root}/control-plane/k8s-${k8s_version}-etcd-${etcd_version}"
 
 if [[ "${print_dir_only}" == true ]]; then
@@ -109,50 +83,10 @@ assets_ok() {
   done
 }
 
-if assets_ok "${asset_dir}"; then
-  log "==> control-plane binaries k8s ${k8s_version} / etcd ${etcd_version} already built"
-  printf '%s\n' "${asset_dir}"
-  exit 0
-fi
+what="control-plane binaries k8s ${k8s_version} / etcd ${etcd_version}"
+exit_if_built "${asset_dir}" assets_ok "${what}"
 
-mkdir -p "${cache_root}/control-plane"
-
-# Serialize concurrent builds of the same versions (e.g. parallel test jobs).
-if command -v flock >/dev/null 2>&1; then
-  exec {lock_fd}>"${asset_dir}.lock"
-  if ! flock -n "${lock_fd}"; then
-    log "==> waiting for another build.sh holding ${asset_dir}.lock ..."
-    flock "${lock_fd}"
-  fi
-  if assets_ok "${asset_dir}"; then
-    log "==> control-plane binaries k8s ${k8s_version} / etcd ${etcd_version} already built"
-    printf '%s\n' "${asset_dir}"
-    exit 0
-  fi
-fi
-
-# Build into a temporary directory next to the final one (same filesystem),
-# then rename it into place, so a half-built directory is never visible.
-tmp_dir="$(mktemp -d "${asset_dir}.tmp.XXXXXX")"
-child_pid=""
-cleanup() {
-  if [[ -n "${child_pid}" ]]; then
-    kill "${child_pid}" 2>/dev/null || true
-    wait "${child_pid}" 2>/dev/null || true
-  fi
-  rm -rf "${tmp_dir}"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Our own settings, not whatever the caller's environment says:
-#  GOWORK=off        never pick up a go.work from an enclosing directory;
-#  CGO_ENABLED=0     static binaries, as the upstream release builds them;
-#  -mod=readonly     never rewrite go.mod/go.sum;
-#  -buildvcs=false   the binaries must not depend on this repo's git state.
-export GOWORK=off CGO_ENABLED=0
-go_flags=(-mod=readonly -buildvcs=false -trimpath)
+begin_build "${asset_dir}" assets_ok "${what}"
 
 # Upstream build settings (hack/lib/golang.sh, hack/lib/version.sh of k8s).
 k8s_major="${k8s_version#v}"
@@ -176,24 +110,6 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 k8s_tags="selinux,notest,grpcnotrace"
 etcd_ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=go-module-${etcd_version}"
-
-# step DESCRIPTION COMMAND...: print the step, run it, print how long it took.
-step() {
-  local what="$1" start
-  shift
-  log "==> ${what} ..."
-  start="${SECONDS}"
-  # In the background so that a signal to this script reaches the trap (and
-  # the cleanup stops the go command) instead of waiting for it to finish.
-  "$@" >/dev/null &
-  child_pid=$!
-  if ! wait "${child_pid}"; then
-    child_pid=""
-    die "${what} failed"
-  fi
-  child_pid=""
-  log "    done in $((SECONDS - start))s"
-}
 
 total_start="${SECONDS}"
 log "==> building control-plane binaries k8s ${k8s_version} / etcd ${etcd_version} into ${asset_dir}"
@@ -230,13 +146,7 @@ fi
 
 assets_ok "${tmp_dir}" || die "the freshly built binaries in ${tmp_dir} do not report k8s ${k8s_version} / etcd ${etcd_version}"
 
-chmod 0755 "${tmp_dir}"
-# A leftover invalid directory (e.g. from an older, interrupted layout) is replaced.
-if [[ -e "${asset_dir}" ]]; then
-  rm -rf "${asset_dir}"
-fi
-mv -T "${tmp_dir}" "${asset_dir}"
-trap - EXIT INT TERM
+finish_build "${asset_dir}"
 
 log "==> built ${binaries[*]} in $((SECONDS - total_start))s:"
 (cd "${asset_dir}" && ls -l "${binaries[@]}" >&2)

@@ -38,7 +38,7 @@ use crate::{
 pub const NAMESPACE_LABEL: &str = "validator-webhook-e2e";
 
 /// The webhook's namespace and Deployment, as `deploy/` names them.
-pub const WEBHOOK_NAMESPACE: &str = "validator-webhook";
+pub use testkit::names::NAMESPACE as WEBHOOK_NAMESPACE;
 pub const WEBHOOK_DEPLOYMENT: &str = "deployment/validator-webhook";
 
 /// Which backend runs the cluster.
@@ -307,7 +307,7 @@ impl Cluster {
                     "delete",
                     "endpointslice",
                     "-n",
-                    "validator-webhook",
+                    WEBHOOK_NAMESPACE,
                     "validator-webhook-service-e2e",
                 ])?;
             }
@@ -326,7 +326,7 @@ impl Cluster {
                     "-l",
                     "app.kubernetes.io/name=validator-webhook",
                     "-n",
-                    "validator-webhook",
+                    WEBHOOK_NAMESPACE,
                     "--timeout=120s",
                 ])?;
             }

@@ -130,7 +130,7 @@ async fn one_client(
         match (expect_denial, answer) {
             (false, Ok(_)) => tally.admitted += 1,
             (true, Err(kube::Error::Api(status)))
-                if status.code == 403 && status.message.contains("Invalid image name") =>
+                if status.code == 403 && status.message.contains(testkit::reply::DENIAL_PREFIX) =>
             {
                 tally.denied += 1;
             }

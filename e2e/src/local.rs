@@ -22,7 +22,7 @@ use crate::{
     netns::TestHost,
     paths,
     pki::Pki,
-    process::{Process, free_port, run},
+    process::{Process, run},
 };
 
 /// The ClusterIP range. It is on loopback so that nothing dialled by mistake leaves the
@@ -84,7 +84,11 @@ impl ControlPlane {
         std::fs::create_dir_all(&logs)?;
         let pki = Pki::generate(&dir.join("pki"), KUBERNETES_SERVICE_IP)?;
 
-        let (client, peer, secure) = (free_port()?, free_port()?, free_port()?);
+        let (client, peer, secure) = (
+            testkit::free_port()?,
+            testkit::free_port()?,
+            testkit::free_port()?,
+        );
         let etcd_data = dir.join("etcd");
         std::fs::create_dir_all(&etcd_data)?;
         set_mode(&etcd_data, 0o700)?;
@@ -222,7 +226,7 @@ fn start_controller_manager(
             kubeconfig.display()
         ))
         .args(["--bind-address=127.0.0.1", "--leader-elect=false"])
-        .arg(format!("--secure-port={}", free_port()?))
+        .arg(format!("--secure-port={}", testkit::free_port()?))
         .arg(format!(
             "--cert-dir={}",
             dir.join("controller-manager").display()

@@ -132,7 +132,7 @@ impl Process {
                 "{} exited with {status}; the end of {}:\n{}",
                 self.name,
                 self.log.display(),
-                tail(&self.log, 20)
+                testkit::tail(&self.log, 20)
             ),
         }
     }
@@ -161,13 +161,6 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(5));
     }
-}
-
-/// The last `lines` lines of a file, for error messages.
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Whether this process runs as root.
@@ -240,10 +233,4 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-}
-
-/// A free TCP port on loopback.
-pub fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }

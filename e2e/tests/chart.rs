@@ -27,11 +27,11 @@ use e2e::{
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
+use testkit::names::NAMESPACE;
 
-/// The release name and namespace the chart is compared under: with them, its objects are
-/// named exactly as in `deploy/`.
+/// The release name the chart is compared under (in `deploy/`'s namespace): with it, its
+/// objects are named exactly as in `deploy/`.
 const RELEASE: &str = "validator-webhook";
-const NAMESPACE: &str = "validator-webhook";
 
 /// The prometheus-operator release whose CRDs the ServiceMonitor and PrometheusRule are
 /// checked against (its Go module carries them as plain YAML).

@@ -85,7 +85,7 @@ async fn the_image_answers_reviews_over_tls() {
     let (denied, uid) = https::bad_deployment_review().unwrap();
     let response = https::review(addr, &ca, denied.clone()).await.unwrap();
     assert_eq!(response["uid"], uid);
-    https::assert_policy_denial(&response);
+    testkit::reply::ensure_policy_denial(&response).unwrap();
 
     let allowed = String::from_utf8(denied)
         .unwrap()

@@ -13,10 +13,7 @@ use std::{
     time::Duration,
 };
 
-use e2e::{
-    IMAGE_USER, https,
-    process::{free_port, privileged},
-};
+use e2e::{IMAGE_USER, https, process::privileged};
 
 fn static_binary() -> PathBuf {
     let binary = std::env::var_os("VALIDATOR_WEBHOOK_STATIC_BIN").map(PathBuf::from).expect(
@@ -70,7 +67,7 @@ async fn serves_a_review_from_an_empty_read_only_root() {
         ]
     );
 
-    let (port, metrics) = (free_port().unwrap(), free_port().unwrap());
+    let (port, metrics) = (testkit::free_port().unwrap(), testkit::free_port().unwrap());
     // A private mount namespace in which the root is bind-mounted read-only, then chroot into it
     // as the image's user: no libc, no /etc, no shell, nothing writable. `timeout` ends it even
     // if this test dies before it can.
@@ -130,7 +127,7 @@ async fn serves_a_review_from_an_empty_read_only_root() {
     let (review, uid) = https::bad_deployment_review().unwrap();
     let response = https::review(addr, &ca, review).await.unwrap();
     assert_eq!(response["uid"], uid);
-    https::assert_policy_denial(&response);
+    testkit::reply::ensure_policy_denial(&response).unwrap();
 }
 
 /// The server's process group, stopped when the test ends however it ends.

@@ -24,14 +24,12 @@ use e2e::{cluster::Cluster, paths, process::wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, api::PostParams};
 use serde_json::Value;
+use testkit::names::{CONFIGURATION, WEBHOOK};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
 use validator_webhook_bench::histogram::Histogram;
-
-const WEBHOOK: &str = "validator-webhook.validator-webhook.svc";
-const CONFIGURATION: &str = "validator-webhook";
 
 #[derive(Parser)]
 #[command(about = "What validator-webhook adds to a write through a real kube-apiserver")]
