@@ -151,7 +151,16 @@ fn snapshot(name: &str, stderr: &str) {
 
 /// `kubectl <args>` must fail with a denial from the webhook; returns what it printed.
 fn kubectl_denied(cluster: &Cluster, args: &[&str]) -> Result<String> {
-    let output = cluster.kubectl.run(args)?;
+    // An update can lose a race with a controller writing the object's status; the API server
+    // then answers 409 Conflict before admission is asked, so that is tried again, a few times.
+    let mut output = cluster.kubectl.run(args)?;
+    for _ in 0..5 {
+        if output.success || !output.stderr.contains("(Conflict)") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        output = cluster.kubectl.run(args)?;
+    }
     ensure!(
         !output.success,
         "kubectl {} succeeded: {}",
@@ -436,19 +445,27 @@ async fn rejects_update_to_unprefixed_image(cluster: Arc<Cluster>) -> Result<()>
     snapshot("kubectl_set_image_to_bad_image", &stderr);
 
     let api = Api::<Deployment>::namespaced(cluster.client.clone(), &ns);
-    let mut current = api.get("web").await?;
-    let spec = current
-        .spec
-        .as_mut()
-        .and_then(|s| s.template.spec.as_mut())
-        .expect("a pod spec");
-    spec.containers[0].image = Some("nginx:1.25".to_owned());
-    match api.replace("web", &PostParams::default(), &current).await {
-        Err(kube::Error::Api(status)) => ensure!(
-            status.code == 403 && status.reason == "Forbidden",
-            "{status:?}"
-        ),
-        other => anyhow::bail!("the update was not denied: {other:?}"),
+    let mut attempts = 0;
+    loop {
+        let mut current = api.get("web").await?;
+        let spec = current
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .expect("a pod spec");
+        spec.containers[0].image = Some("nginx:1.25".to_owned());
+        match api.replace("web", &PostParams::default(), &current).await {
+            // A controller wrote the status between the get and the replace: read it again.
+            Err(kube::Error::Api(status)) if status.code == 409 && attempts < 5 => attempts += 1,
+            Err(kube::Error::Api(status)) => {
+                ensure!(
+                    status.code == 403 && status.reason == "Forbidden",
+                    "{status:?}"
+                );
+                break;
+            }
+            other => anyhow::bail!("the update was not denied: {other:?}"),
+        }
     }
     let image = api
         .get("web")
