@@ -152,7 +152,11 @@ fn a_bad_policy_file_stops_the_start_in_one_sentence_naming_flag_key_and_line() 
 fn an_unknown_mode_flag_is_refused() {
     let output = run(&["--mode", "deny"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("invalid value 'deny' for '--mode"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("invalid value 'deny' for '--mode"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -165,7 +169,12 @@ fn check_reads_the_policy_file_and_the_flags_override_it() {
     )
     .unwrap();
     let file = path.to_str().unwrap();
-    let with_file = run(&["check", "--policy-file", file, "examples/deployment-bad.yaml"]);
+    let with_file = run(&[
+        "check",
+        "--policy-file",
+        file,
+        "examples/deployment-bad.yaml",
+    ]);
     assert_eq!(with_file.status.code(), Some(0), "{}", stdout(&with_file));
     let overridden = run(&[
         "check",
