@@ -171,6 +171,16 @@ impl PolicyConfig {
                     "namespaces: an override needs a namespace name, and this one is empty",
                 ));
             }
+            if !is_namespace_name(&name.value) {
+                return Err(PolicyConfigError::at(
+                    line,
+                    format!(
+                        "namespaces: {:?} is not a namespace name (at most 63 lower case \
+                         letters, digits and '-', starting and ending with a letter or digit)",
+                        name.value
+                    ),
+                ));
+            }
             let key = format!("namespaces.{}.allowedPrefixes", name.value);
             let policy = match &namespace.allowed_prefixes {
                 Some(prefixes) => spanned_prefixes(prefixes, &key, &policy)?,
@@ -225,6 +235,17 @@ fn parse(text: &str) -> Result<File, PolicyConfigError> {
         ));
     }
     Ok(file)
+}
+
+/// Whether `name` can name a namespace: an RFC 1123 label.
+fn is_namespace_name(name: &str) -> bool {
+    let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    name.len() <= 63
+        && edge(name.bytes().next())
+        && edge(name.bytes().last())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn spanned_prefixes(
@@ -384,6 +405,10 @@ mod tests {
     #[case::empty_namespace(
         "namespaces:\n  \"\":\n    mode: warn\n",
         "line 4: namespaces: an override needs a namespace name, and this one is empty"
+    )]
+    #[case::namespace_not_a_name(
+        "namespaces:\n  Team A:\n    mode: warn\n",
+        "line 4: namespaces: \"Team A\" is not a namespace name"
     )]
     #[case::bad_exemption(
         "exemptions:\n- Not/Valid\n",

@@ -203,6 +203,9 @@ pub fn warnings(verdict: &Verdict<'_>, message: &str) -> Vec<String> {
         _ => vec![cut(message.to_owned(), MAX_WARNING_CHARS)],
     };
     let total = each.len();
+    if each.iter().map(|w| w.chars().count()).sum::<usize>() <= MAX_WARNINGS_CHARS {
+        return each;
+    }
     let mut kept = Vec::new();
     let mut chars = 0;
     for (i, warning) in each.into_iter().enumerate() {
