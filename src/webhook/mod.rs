@@ -2,6 +2,8 @@
 
 pub mod handler;
 pub mod metrics;
+pub mod policy_file;
 pub mod review;
 pub mod server;
 pub mod tls;
+pub mod watch;
