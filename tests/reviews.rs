@@ -429,3 +429,32 @@ fn judges_with_the_policy_file(
         &reply,
     );
 }
+
+#[rstest]
+#[case::long_valid_denied(
+    "image-long-denied",
+    "00000000-0000-4000-8000-3c1f0b7e2a55",
+    format!(
+        "registry.example.com:5000/{}nginx:{}@sha512:{}",
+        "team/".repeat(10),
+        "t".repeat(128),
+        "0123456789abcdef".repeat(8)
+    )
+)]
+#[case::long_invalid_denied(
+    "image-long-invalid-denied",
+    "00000000-0000-4000-8000-8e0d5c2b9f14",
+    format!("registry.example.com/{}:1.0", "a".repeat(3_000_000))
+)]
+fn shows_a_long_image_cut_with_its_length_and_hash(
+    #[case] name: &str,
+    #[case] uid: &str,
+    #[case] image: String,
+) {
+    let body = image_review(uid, Some(&image));
+    let reply = reply_to(&PolicyConfig::default(), &body, Expect::Forbidden);
+    let message = reply["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.len() < 512, "{} bytes: {message}", message.len());
+    assert!(message.contains(&format!("({} bytes, sha256:", image.len())));
+    pin(name, Path::new(IMAGE_REVIEW), &reply);
+}

@@ -153,6 +153,38 @@ pub struct ServeArgs {
     )]
     pub shutdown_timeout: u64,
 
+    /// Open HTTPS connections allowed at once. Over it, a newcomer closes the oldest connection
+    /// that has not sent a request yet, or is closed at once if there is none.
+    #[arg(
+        long,
+        value_name = "COUNT",
+        env = "VALIDATOR_WEBHOOK_MAX_CONNECTIONS",
+        default_value_t = crate::webhook::server::MAX_CONNECTIONS,
+        value_parser = parse_count
+    )]
+    pub max_connections: usize,
+
+    /// How long a connection may stay open with no request in progress; e.g. `120s`.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "VALIDATOR_WEBHOOK_IDLE_TIMEOUT",
+        default_value = "120s",
+        value_parser = parse_positive_duration
+    )]
+    pub idle_timeout: Duration,
+
+    /// Bytes of request bodies held in memory at once, e.g. `16Mi`; a review over it waits
+    /// briefly, then gets 429 with Retry-After. Default: a quarter of the container's memory
+    /// limit (cgroup v2 or v1), or 64Mi without one.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "VALIDATOR_WEBHOOK_MAX_BODY_MEMORY",
+        value_parser = parse_bytes
+    )]
+    pub max_body_memory: Option<u64>,
+
     #[command(flatten)]
     pub policy: PolicyArgs,
 
@@ -184,6 +216,42 @@ impl ServeArgs {
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{e} (write e.g. 5s, 500ms or 0)"))
+}
+
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match parse_duration(value)? {
+        Duration::ZERO => Err("must be more than zero (write e.g. 120s)".to_owned()),
+        duration => Ok(duration),
+    }
+}
+
+fn parse_count(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) | Err(_) => Err("must be a whole number of at least 1".to_owned()),
+        Ok(count) => Ok(count),
+    }
+}
+
+/// A byte count, plain or with a binary suffix: `1048576`, `512Ki`, `16Mi`, `1Gi`.
+fn parse_bytes(value: &str) -> Result<u64, String> {
+    let invalid = || format!("{value:?} is not a size (write e.g. 16Mi, 512Ki or 1048576)");
+    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "Ki" => 10,
+        "Mi" => 20,
+        "Gi" => 30,
+        _ => return Err(invalid()),
+    };
+    let count: u64 = digits.parse().map_err(|_| invalid())?;
+    match count.checked_mul(1 << shift) {
+        Some(0) => Err("must be more than zero".to_owned()),
+        Some(bytes) => Ok(bytes),
+        None => Err(invalid()),
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -323,6 +391,39 @@ mod tests {
                 .to_string()
                 .contains("--shutdown-delay")
         );
+    }
+
+    #[test]
+    fn takes_connection_and_memory_limits() {
+        let Command::Serve(args) = parse(&[]) else {
+            panic!("not serve")
+        };
+        assert_eq!(args.max_connections, 1000);
+        assert_eq!(args.idle_timeout, Duration::from_secs(120));
+        assert_eq!(args.max_body_memory, None);
+        let Command::Serve(args) = parse(&[
+            "--max-connections",
+            "50",
+            "--idle-timeout",
+            "30s",
+            "--max-body-memory",
+            "16Mi",
+        ]) else {
+            panic!("not serve")
+        };
+        assert_eq!(args.max_connections, 50);
+        assert_eq!(args.idle_timeout, Duration::from_secs(30));
+        assert_eq!(args.max_body_memory, Some(16 << 20));
+        for (flag, value) in [
+            ("--max-connections", "0"),
+            ("--idle-timeout", "0"),
+            ("--max-body-memory", "16MB"),
+            ("--max-body-memory", "0"),
+        ] {
+            let refused = Cli::try_parse_from(["validator-webhook", flag, value]);
+            let message = refused.unwrap_err().to_string();
+            assert!(message.contains(flag), "{flag} {value}: {message}");
+        }
     }
 
     #[test]

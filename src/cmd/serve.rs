@@ -6,6 +6,7 @@ use super::cli::{ConfigError, ServeArgs};
 use crate::{
     pki::SelfSigned,
     webhook::{
+        budget::{self, BodyBudget},
         handler::Webhook,
         metrics::{self, Metrics},
         policy_file::{self, PolicyFile, PolicyFileError},
@@ -76,11 +77,19 @@ pub fn serve(args: ServeArgs) -> Result<(), StartError> {
                 config.namespaces.keys().cloned().collect::<Vec<_>>(),
             )
         };
-        let webhook = Arc::new(Webhook::shared(config, metrics.clone()));
+        let budget = match args.max_body_memory {
+            Some(bytes) => bytes,
+            None => budget::from_memory_limit(budget::container_memory_limit()),
+        };
+        tracing::info!(bytes = budget, "request bodies held in memory at once");
+        let webhook = Arc::new(
+            Webhook::shared(config, metrics.clone()).with_body_budget(BodyBudget::new(budget)),
+        );
         let readiness = webhook.readiness();
         let timeouts = Timeouts {
             shutdown_delay: args.shutdown_delay,
             drain: args.shutdown_timeout(),
+            idle: args.idle_timeout,
             ..Timeouts::default()
         };
         let tls = crate::webhook::tls::server_config(certificates)?;
@@ -89,7 +98,8 @@ pub fn serve(args: ServeArgs) -> Result<(), StartError> {
         let metrics_addr = metrics_listener.local_addr().map_err(StartError::Runtime)?;
         let server = Server::new(listener, tls, webhook, timeouts)
             .with_readiness(readiness)
-            .with_handshake_failures(metrics.tls_handshake_failures.clone());
+            .with_connection_metrics(metrics.connection_metrics())
+            .with_max_connections(args.max_connections);
         tracing::info!(
             listen = %server.local_addr(),
             metrics = %metrics_addr,

@@ -255,12 +255,12 @@ impl Policy {
             None => Problem::NoImage,
             Some(Err(invalid)) => Problem::Unparsable(invalid),
             Some(Ok(name)) if self.allows(name) => return None,
-            Some(Ok(name)) => Problem::Unprefixed(name.to_owned()),
+            Some(Ok(name)) => Problem::Unprefixed(Shown::new(name)),
         };
         Some(Violation {
             path: container.path().to_string(),
             container: container.name.to_owned(),
-            image: container.image.unwrap_or_default().to_owned(),
+            image: Shown::new(container.image.unwrap_or_default()),
             problem,
         })
     }
@@ -328,15 +328,8 @@ impl Denial<'_> {
     /// The clause of `violation` without its field path and container name, and with an image
     /// over `max_image_chars` shortened in its middle: the image, its name and the prefixes.
     pub fn short_clause(&self, violation: &Violation, max_image_chars: usize) -> String {
-        let chars = violation.image.chars().count();
-        if chars <= max_image_chars {
-            return Clause(violation, self.prefixes, false).to_string();
-        }
-        let keep = max_image_chars.saturating_sub(1) / 2;
-        let head: String = violation.image.chars().take(keep).collect();
-        let tail: String = violation.image.chars().skip(chars - keep).collect();
         let shortened = Violation {
-            image: format!("{head}…{tail}"),
+            image: violation.image.at_most(max_image_chars),
             ..violation.clone()
         };
         Clause(&shortened, self.prefixes, false).to_string()
@@ -381,14 +374,89 @@ pub struct Violation {
     /// Field path, e.g. `spec.template.spec.initContainers[0]`.
     pub path: String,
     pub container: String,
-    pub image: String,
+    pub image: Shown,
     pub problem: Problem,
+}
+
+/// An image reference, or a name, as a denial shows it: whole and quoted, or, when longer than
+/// [`Shown::WHOLE`] bytes, its beginning, its length and a short hash to tell it apart. An
+/// object may carry an image of megabytes; its denial and log line stay small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// All of it, or its first [`Shown::HEAD`] bytes (to a character boundary).
+    text: String,
+    /// The whole length in bytes and the first 12 hex digits of its SHA-256, when cut.
+    cut: Option<(usize, String)>,
+}
+
+impl Shown {
+    /// Longest text shown whole.
+    pub const WHOLE: usize = 256;
+    /// How much of a longer one is shown.
+    pub const HEAD: usize = 64;
+
+    pub fn new(text: &str) -> Self {
+        if text.len() <= Self::WHOLE {
+            return Self {
+                text: text.to_owned(),
+                cut: None,
+            };
+        }
+        let end = (0..=Self::HEAD)
+            .rev()
+            .find(|&at| text.is_char_boundary(at))
+            .unwrap_or(0);
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        let hash: String = digest.as_ref()[..6]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        Self {
+            text: text[..end].to_owned(),
+            cut: Some((text.len(), hash)),
+        }
+    }
+}
+
+impl Shown {
+    /// The same image in at most about `max_chars` characters of text: one shown whole but
+    /// longer loses its middle to `…`; one already cut keeps less of its beginning.
+    pub fn at_most(&self, max_chars: usize) -> Self {
+        let chars = self.text.chars().count();
+        if chars <= max_chars {
+            return self.clone();
+        }
+        let text = match self.cut {
+            Some(_) => self.text.chars().take(max_chars).collect(),
+            None => {
+                let keep = max_chars.saturating_sub(1) / 2;
+                let head: String = self.text.chars().take(keep).collect();
+                let tail: String = self.text.chars().skip(chars - keep).collect();
+                format!("{head}\u{2026}{tail}")
+            }
+        };
+        Self {
+            text,
+            cut: self.cut.clone(),
+        }
+    }
+}
+
+/// Quoted as Rust's `Debug` quotes a string; a cut one as `"head"… (N bytes, sha256:abc…)`.
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)?;
+        match &self.cut {
+            None => Ok(()),
+            Some((length, hash)) => write!(f, "\u{2026} ({length} bytes, sha256:{hash})"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
     /// The image's name, which starts with no allowed prefix.
-    Unprefixed(String),
+    Unprefixed(Shown),
     Unparsable(InvalidReference),
     NoImage,
     /// An image volume whose `image` source names no `reference`.
@@ -402,13 +470,12 @@ impl Violation {
             Problem::NoImage => f.write_str("has no image"),
             Problem::NoReference => f.write_str("is an image volume without a reference"),
             Problem::Unparsable(why) => {
-                write!(f, "image {image:?} is not a valid image reference ({why})")
+                write!(f, "image {image} is not a valid image reference ({why})")
             }
             Problem::Unprefixed(name) => {
                 write!(
                     f,
-                    "image {image:?} has name {:?}, which does not start with ",
-                    name.as_str()
+                    "image {image} has name {name}, which does not start with "
                 )?;
                 match prefixes {
                     [one] => write!(f, "{one:?}"),
@@ -460,6 +527,24 @@ mod tests {
         let request = pod(&["msalinasc_app:1.0", "localhost:5000/msalinasc_db"]);
         let verdict = policy.evaluate(Input::of(&request));
         assert_eq!(verdict.label(), "allowed");
+    }
+
+    #[test]
+    fn shows_a_long_image_cut_with_its_length_and_hash() {
+        let short = "a".repeat(Shown::WHOLE);
+        assert_eq!(Shown::new(&short).to_string(), format!("{short:?}"));
+        let long = format!("{}é", "a".repeat(Shown::HEAD - 1));
+        let long = long.repeat(10);
+        let shown = Shown::new(&long).to_string();
+        let head = "a".repeat(Shown::HEAD - 1);
+        assert!(
+            shown.starts_with(&format!(
+                "\"{head}\"\u{2026} ({} bytes, sha256:",
+                long.len()
+            )),
+            "{shown}"
+        );
+        assert_ne!(shown, Shown::new(&long.replace('é', "e")).to_string());
     }
 
     #[test]

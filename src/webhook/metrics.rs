@@ -10,6 +10,7 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use super::server::ConnectionMetrics;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -48,6 +49,10 @@ pub struct Metrics {
     pub reviews_in_flight: Gauge,
     pub rejections: Family<RejectionLabels, Counter>,
     pub tls_handshake_failures: Counter,
+    pub connections_open: Gauge,
+    pub connections_refused: Counter,
+    pub connections_timed_out: Counter,
+    pub client_disconnects: Counter,
     pub certificate_expiry: Gauge<i64, AtomicI64>,
     pub certificate_reloads: Family<ReloadLabels, Counter>,
     pub policy_reloads: Family<ReloadLabels, Counter>,
@@ -87,6 +92,30 @@ impl Default for Metrics {
             "Connections dropped because their TLS handshake failed or timed out",
             tls_handshake_failures.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "HTTPS connections open, handshaking or serving",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on arrival because every place under the cap was taken by a connection that had sent a request",
+            connections_refused.clone(),
+        );
+        let connections_timed_out = Counter::default();
+        registry.register(
+            "connections_timed_out",
+            "Connections closed for sending no request in time after accept, none for the idle timeout, or to make room for a newcomer before sending any",
+            connections_timed_out.clone(),
+        );
+        let client_disconnects = Counter::default();
+        registry.register(
+            "client_disconnects",
+            "Reviews abandoned because the client went away before its request body had arrived",
+            client_disconnects.clone(),
+        );
         let certificate_expiry = Gauge::<i64, AtomicI64>::default();
         registry.register_with_unit(
             "certificate_expiry_timestamp",
@@ -113,6 +142,10 @@ impl Default for Metrics {
             reviews_in_flight,
             rejections,
             tls_handshake_failures,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
+            client_disconnects,
             certificate_expiry,
             certificate_reloads,
             policy_reloads,
@@ -130,6 +163,16 @@ impl Metrics {
         self.rejections
             .get_or_create(&RejectionLabels { code })
             .inc();
+    }
+
+    /// Where the server counts its connections.
+    pub fn connection_metrics(&self) -> ConnectionMetrics {
+        ConnectionMetrics {
+            handshake_failures: self.tls_handshake_failures.clone(),
+            open: self.connections_open.clone(),
+            refused: self.connections_refused.clone(),
+            timed_out: self.connections_timed_out.clone(),
+        }
     }
 
     /// The text exposition format served on `/metrics`.

@@ -1,5 +1,6 @@
 //! The webhook over HTTPS: reviews, routes, the server, its certificate and its metrics.
 
+pub mod budget;
 pub mod handler;
 pub mod metrics;
 pub mod policy_file;
