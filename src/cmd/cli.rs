@@ -5,7 +5,13 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::policy::{DEFAULT_PREFIX, Policy, PrefixError};
+use crate::{
+    policy::{
+        Mode, OnUpdate, Policy,
+        config::{Overrides, PolicyConfig},
+    },
+    webhook::policy_file::{self, PolicyFileError},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,22 +51,55 @@ pub enum Command {
     Certs(CertsArgs),
 }
 
+/// The policy's settings. Each flag overrides the same setting in `--policy-file`; what
+/// neither sets takes its default.
 #[derive(Debug, Clone, Args)]
 pub struct PolicyArgs {
-    /// An image name prefix to allow; repeat the flag (or separate with commas) to allow several.
+    /// An image name prefix to allow; repeat the flag (or separate with commas) to allow
+    /// several. Default: `msalinasc_`.
     #[arg(
         long = "allowed-prefix",
         value_name = "PREFIX",
         env = "VALIDATOR_WEBHOOK_ALLOWED_PREFIX",
-        value_delimiter = ',',
-        default_value = DEFAULT_PREFIX
+        value_delimiter = ','
     )]
     pub allowed_prefixes: Vec<String>,
+
+    /// What a denial does: `enforce` denies; `warn` admits with a warning per offending image;
+    /// `audit` admits and records the denial in the audit log and in metrics. Default: `enforce`.
+    #[arg(long, value_enum, env = "VALIDATOR_WEBHOOK_MODE")]
+    pub mode: Option<Mode>,
+
+    /// Which images of an UPDATE are judged: `all`, or only those the old object does not
+    /// have (`changed`). Default: `all`.
+    #[arg(long, value_enum, env = "VALIDATOR_WEBHOOK_ON_UPDATE")]
+    pub on_update: Option<OnUpdate>,
+
+    /// A YAML policy file (prefixes, mode, per-namespace overrides, exemptions), reloaded when
+    /// it changes.
+    #[arg(long, value_name = "PATH", env = "VALIDATOR_WEBHOOK_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
 }
 
 impl PolicyArgs {
+    /// The settings given as flags.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            prefixes: (!self.allowed_prefixes.is_empty()).then(|| self.allowed_prefixes.clone()),
+            mode: self.mode,
+            on_update: self.on_update,
+        }
+    }
+
+    /// The whole configuration: the policy file, if any, with the flags over it.
+    pub fn config(&self) -> Result<PolicyConfig, ConfigError> {
+        policy_file::load(self.policy_file.as_deref(), &self.overrides())
+            .map_err(ConfigError::Policy)
+    }
+
+    /// The policy outside any per-namespace override.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
-        Policy::new(self.allowed_prefixes.iter().cloned()).map_err(ConfigError::Prefix)
+        Ok(self.config()?.default.policy)
     }
 }
 
@@ -305,8 +344,8 @@ pub enum ConfigError {
         set: &'static str,
         missing: &'static str,
     },
-    #[error("invalid --allowed-prefix: {0}")]
-    Prefix(PrefixError),
+    #[error(transparent)]
+    Policy(PolicyFileError),
     #[error("invalid --log-level {0:?}: {1}")]
     LogLevel(String, String),
 }
@@ -328,7 +367,8 @@ mod tests {
         };
         assert_eq!(args.listen.to_string(), "0.0.0.0:8443");
         assert_eq!(args.metrics_listen.to_string(), "0.0.0.0:9090");
-        assert_eq!(args.policy.allowed_prefixes, ["msalinasc_"]);
+        assert_eq!(args.policy.policy().unwrap().prefixes(), ["msalinasc_"]);
+        assert_eq!(args.policy.config().unwrap().default.mode, Mode::Enforce);
         assert!(args.tls_files().unwrap().is_none());
         assert_eq!(args.shutdown_delay, Duration::from_secs(5));
     }

@@ -1,11 +1,13 @@
 //! The image policy: a pure function from what a request asks and its configuration to a
 //! [`Verdict`]. No I/O happens here, and no HTTP: the review layer (`webhook::review`) turns the
 //! verdict into the AdmissionResponse. The denial text users read is [`Denial`]'s `Display`.
+//! What a verdict does (deny, warn or only record) is the [`Mode`], applied by the review layer.
 
+pub mod config;
 pub mod image;
 pub mod workload;
 
-use std::fmt;
+use std::{collections::BTreeSet, fmt};
 
 use kube::core::{
     GroupVersionKind,
@@ -41,16 +43,77 @@ impl<'a> Input<'a> {
 /// The prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "msalinasc_";
 
+/// What a verdict that would deny does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Deny the request.
+    #[default]
+    Enforce,
+    /// Allow it, with one response warning per offending image.
+    Warn,
+    /// Allow it, and record the would-be denial in the audit log and in metrics only.
+    Audit,
+}
+
+impl Mode {
+    /// The mode as written on the command line, in the policy file and in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Warn => "warn",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+/// Which images of an UPDATE are judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUpdate {
+    /// Every image of the new object.
+    #[default]
+    All,
+    /// Only images the old object does not already have, so scaling or relabelling a workload
+    /// admitted before the policy is not blocked.
+    Changed,
+}
+
+/// Images let through whatever their name: exact references, and digests (`sha256:…`) that
+/// match any reference pinned to them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exemptions {
+    pub references: BTreeSet<String>,
+    pub digests: BTreeSet<String>,
+}
+
+impl Exemptions {
+    pub fn exempts(&self, image: &str) -> bool {
+        self.references.contains(image)
+            || image
+                .rsplit_once('@')
+                .is_some_and(|(_, digest)| self.digests.contains(digest))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.references.is_empty() && self.digests.is_empty()
+    }
+}
+
 /// What an admitted workload must satisfy: every image name starts with an allowed prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     prefixes: Vec<String>,
+    exemptions: Exemptions,
+    on_update: OnUpdate,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
             prefixes: vec![DEFAULT_PREFIX.to_owned()],
+            exemptions: Exemptions::default(),
+            on_update: OnUpdate::default(),
         }
     }
 }
@@ -93,15 +156,44 @@ impl Policy {
                 return Err(PrefixError::Unmatchable(prefix.clone()));
             }
         }
-        Ok(Self { prefixes })
+        Ok(Self {
+            prefixes,
+            ..Self::default()
+        })
+    }
+
+    /// The same policy, letting `exemptions` through.
+    pub fn with_exemptions(mut self, exemptions: Exemptions) -> Self {
+        self.exemptions = exemptions;
+        self
+    }
+
+    /// The same policy, judging UPDATEs as `on_update` says.
+    pub fn with_on_update(mut self, on_update: OnUpdate) -> Self {
+        self.on_update = on_update;
+        self
     }
 
     pub fn prefixes(&self) -> &[String] {
         &self.prefixes
     }
 
-    /// Decides on a request.
+    pub fn exemptions(&self) -> &Exemptions {
+        &self.exemptions
+    }
+
+    pub fn on_update(&self) -> OnUpdate {
+        self.on_update
+    }
+
+    /// Decides on a request, judging every image of its object.
     pub fn evaluate(&self, input: Input<'_>) -> Verdict<'_> {
+        self.evaluate_update(input, None)
+    }
+
+    /// Decides on a request whose old object (on UPDATE) is `old_object`: with
+    /// [`OnUpdate::Changed`], images the old object already has are not judged again.
+    pub fn evaluate_update(&self, input: Input<'_>, old_object: Option<&Workload>) -> Verdict<'_> {
         if matches!(input.operation, Operation::Delete | Operation::Connect) {
             return Verdict::Allowed;
         }
@@ -120,8 +212,18 @@ impl Policy {
             Ok(containers) => containers,
             Err(shape) => return Verdict::Invalid(Invalid::Shape(shape)),
         };
+        let unchanged: BTreeSet<&str> = match (input.operation, self.on_update, old_object) {
+            (Operation::Update, OnUpdate::Changed, Some(old)) => old
+                .containers(at)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|container| container.image)
+                .collect(),
+            _ => BTreeSet::new(),
+        };
         let violations: Vec<Violation> = containers
             .iter()
+            .filter(|container| !container.image.is_some_and(|i| unchanged.contains(i)))
             .filter_map(|container| self.violation(container))
             .collect();
         if violations.is_empty() {
@@ -142,6 +244,12 @@ impl Policy {
     }
 
     fn violation(&self, container: &Container<'_>) -> Option<Violation> {
+        if container
+            .image
+            .is_some_and(|image| self.exemptions.exempts(image))
+        {
+            return None;
+        }
         let problem = match container.image.map(image::name_of) {
             None if container.list == ContainerList::ImageVolumes => Problem::NoReference,
             None => Problem::NoImage,
@@ -205,6 +313,44 @@ pub struct Denial<'p> {
     prefixes: &'p [String],
 }
 
+impl Denial<'_> {
+    pub fn prefixes(&self) -> &[String] {
+        self.prefixes
+    }
+
+    /// One clause per offending container, as the denial message lists them.
+    pub fn clauses(&self) -> impl Iterator<Item = String> + '_ {
+        self.violations
+            .iter()
+            .map(|violation| Clause(violation, self.prefixes, true).to_string())
+    }
+
+    /// The clause of `violation` without its field path and container name, and with an image
+    /// over `max_image_chars` shortened in its middle: the image, its name and the prefixes.
+    pub fn short_clause(&self, violation: &Violation, max_image_chars: usize) -> String {
+        let shortened = Violation {
+            image: violation.image.at_most(max_image_chars),
+            ..violation.clone()
+        };
+        Clause(&shortened, self.prefixes, false).to_string()
+    }
+}
+
+/// A violation's clause; with `.2` false, without the field path and container name.
+struct Clause<'a>(&'a Violation, &'a [String], bool);
+
+impl fmt::Display for Clause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self(violation, prefixes, located) = *self;
+        // Without an image, only the location says which container is meant.
+        let no_image = matches!(violation.problem, Problem::NoImage | Problem::NoReference);
+        if located || no_image {
+            write!(f, "{} {:?}: ", violation.path, violation.container)?;
+        }
+        violation.describe(f, prefixes)
+    }
+}
+
 /// The denial message users see in `kubectl`: one line, one clause per offending container.
 impl fmt::Display for Denial<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -216,7 +362,7 @@ impl fmt::Display for Denial<'_> {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            violation.describe(f, self.prefixes)?;
+            write!(f, "{}", Clause(violation, self.prefixes, true))?;
         }
         Ok(())
     }
@@ -272,6 +418,30 @@ impl Shown {
     }
 }
 
+impl Shown {
+    /// The same image in at most about `max_chars` characters of text: one shown whole but
+    /// longer loses its middle to `…`; one already cut keeps less of its beginning.
+    pub fn at_most(&self, max_chars: usize) -> Self {
+        let chars = self.text.chars().count();
+        if chars <= max_chars {
+            return self.clone();
+        }
+        let text = match self.cut {
+            Some(_) => self.text.chars().take(max_chars).collect(),
+            None => {
+                let keep = max_chars.saturating_sub(1) / 2;
+                let head: String = self.text.chars().take(keep).collect();
+                let tail: String = self.text.chars().skip(chars - keep).collect();
+                format!("{head}\u{2026}{tail}")
+            }
+        };
+        Self {
+            text,
+            cut: self.cut.clone(),
+        }
+    }
+}
+
 /// Quoted as Rust's `Debug` quotes a string; a cut one as `"head"… (N bytes, sha256:abc…)`.
 impl fmt::Display for Shown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -295,13 +465,7 @@ pub enum Problem {
 
 impl Violation {
     fn describe(&self, f: &mut fmt::Formatter<'_>, prefixes: &[String]) -> fmt::Result {
-        let Self {
-            path,
-            container,
-            image,
-            problem,
-        } = self;
-        write!(f, "{path} {container:?}: ")?;
+        let Self { image, problem, .. } = self;
         match problem {
             Problem::NoImage => f.write_str("has no image"),
             Problem::NoReference => f.write_str("is an image volume without a reference"),

@@ -26,13 +26,14 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 
+use super::policy_file::{self, SharedConfig};
 use super::{
     budget::{BodyBudget, DEFAULT_BUDGET},
     metrics::{Metrics, ReviewLabels},
     review::{self, ReviewError},
     server::{Handler, Readiness},
 };
-use crate::policy::Policy;
+use crate::policy::config::PolicyConfig;
 
 /// An AdmissionReview carries the object and, on UPDATE, the old object: both can be near the
 /// API server's 3 MiB object limit, so allow a little over twice that.
@@ -45,7 +46,7 @@ pub const VALIDATE_PATH: &str = "/validate";
 
 /// The webhook's routes: the policy, its metrics and whether it takes reviews.
 pub struct Webhook {
-    policy: Policy,
+    config: SharedConfig,
     metrics: Arc<Metrics>,
     readiness: Readiness,
     max_body_bytes: usize,
@@ -63,9 +64,17 @@ impl Handler for Webhook {
 }
 
 impl Webhook {
-    pub fn new(policy: Policy, metrics: Arc<Metrics>) -> Self {
+    /// A webhook with a fixed configuration (a [`crate::policy::Policy`] is one enforced
+    /// everywhere).
+    pub fn new(config: impl Into<PolicyConfig>, metrics: Arc<Metrics>) -> Self {
+        Self::shared(policy_file::shared(config.into()), metrics)
+    }
+
+    /// A webhook that reviews with whatever configuration `config` holds at the time, which a
+    /// policy file's reload replaces.
+    pub fn shared(config: SharedConfig, metrics: Arc<Metrics>) -> Self {
         Self {
-            policy,
+            config,
             metrics,
             readiness: Readiness::default(),
             max_body_bytes: MAX_BODY_BYTES,
@@ -152,11 +161,12 @@ impl Webhook {
         let body = body
             .await
             .map_err(|_| Rejection::Timeout(self.body_timeout))??;
-        let reviewed = review::review_bytes(&self.policy, body)?;
+        let reviewed = review::review_bytes(&self.config.load(), body)?;
         let labels = ReviewLabels {
             kind: reviewed.kind,
             operation: reviewed.operation,
             verdict: reviewed.verdict,
+            mode: reviewed.mode,
         };
         self.metrics.observe_review(labels, started.elapsed());
         Ok(json(StatusCode::OK, reviewed.body))

@@ -28,6 +28,8 @@ pub struct ReviewLabels {
     pub kind: &'static str,
     pub operation: &'static str,
     pub verdict: &'static str,
+    /// What the verdict did: `enforce`, `warn` or `audit`.
+    pub mode: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +55,7 @@ pub struct Metrics {
     pub client_disconnects: Counter,
     pub certificate_expiry: Gauge<i64, AtomicI64>,
     pub certificate_reloads: Family<ReloadLabels, Counter>,
+    pub policy_reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -61,7 +64,7 @@ impl Default for Metrics {
         let reviews = Family::<ReviewLabels, Counter>::default();
         registry.register(
             "reviews",
-            "AdmissionReviews answered, by object kind, operation and verdict",
+            "AdmissionReviews answered, by object kind, operation, verdict and the mode it was applied in",
             reviews.clone(),
         );
         let review_duration = Histogram::new(DURATION_BUCKETS);
@@ -120,6 +123,12 @@ impl Default for Metrics {
             Unit::Seconds,
             certificate_expiry.clone(),
         );
+        let policy_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Attempts to reload the policy file after it changed, by result",
+            policy_reloads.clone(),
+        );
         let certificate_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "certificate_reloads",
@@ -139,6 +148,7 @@ impl Default for Metrics {
             client_disconnects,
             certificate_expiry,
             certificate_reloads,
+            policy_reloads,
         }
     }
 }
@@ -241,13 +251,14 @@ mod tests {
             kind: "Deployment",
             operation: "CREATE",
             verdict: "denied",
+            mode: "enforce",
         };
         metrics.observe_review(labels, Duration::from_micros(80));
         metrics.observe_rejection(413);
         metrics.tls_handshake_failures.inc();
         let text = metrics.encode();
         for line in [
-            r#"validator_webhook_reviews_total{kind="Deployment",operation="CREATE",verdict="denied"} 1"#,
+            r#"validator_webhook_reviews_total{kind="Deployment",operation="CREATE",verdict="denied",mode="enforce"} 1"#,
             r#"validator_webhook_review_duration_seconds_bucket{le="0.0001"} 1"#,
             r#"validator_webhook_review_duration_seconds_bucket{le="0.00005"} 0"#,
             "validator_webhook_reviews_in_flight 0",

@@ -3,6 +3,8 @@
 pub mod budget;
 pub mod handler;
 pub mod metrics;
+pub mod policy_file;
 pub mod review;
 pub mod server;
 pub mod tls;
+pub mod watch;
