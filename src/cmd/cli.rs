@@ -35,9 +35,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Evaluate manifests or AdmissionReview files offline, with the same policy and messages.
     ///
-    /// Reads YAML (several documents per file) or JSON: Kubernetes objects, `List`s of them, or
-    /// AdmissionReviews. Exits 0 when everything is allowed, 1 when anything is denied, and 2
-    /// when some input cannot be read.
+    /// Reads YAML (several documents per file) or JSON (one object, or several concatenated):
+    /// Kubernetes objects, `List`s of them, or AdmissionReviews, and reports every document.
+    /// Exits 0 when everything is allowed, not inspected or skipped, 1 when anything is denied,
+    /// 2 when some input cannot be read, and 3 on a usage or configuration error.
     Check(CheckArgs),
     /// Write a CA, a serving certificate for the webhook's Service, the Secret holding them and
     /// the patch that puts the CA into the ValidatingWebhookConfiguration: what a cluster
@@ -179,9 +180,38 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
 
-    /// Files to check; `-` reads standard input.
-    #[arg(required = true, value_name = "FILE")]
+    /// Files or directories to check (directories are walked for .yaml, .yml and .json files);
+    /// `-` reads standard input.
+    #[arg(required = true, value_name = "PATH")]
     pub files: Vec<PathBuf>,
+
+    /// Leave out walked files and directories that match this glob (e.g. `**/templates/**`,
+    /// `values*.yaml`); repeat the flag for several.
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "VALIDATOR_WEBHOOK_EXCLUDE",
+        value_delimiter = ','
+    )]
+    pub exclude: Vec<String>,
+
+    /// How to write the results.
+    #[arg(
+        long,
+        value_enum,
+        env = "VALIDATOR_WEBHOOK_OUTPUT",
+        default_value = "text"
+    )]
+    pub output: crate::cmd::check::output::Format,
+
+    /// Also fail on kinds the policy does not inspect that carry a pod template (Argo
+    /// Rollouts, OpenKruise workloads, `extensions/v1beta1` Deployments).
+    #[arg(long, env = "VALIDATOR_WEBHOOK_STRICT")]
+    pub strict: bool,
+
+    /// Print only denials and documents that cannot be read.
+    #[arg(long, short, env = "VALIDATOR_WEBHOOK_QUIET")]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -205,6 +205,13 @@ pub struct Denial<'p> {
     prefixes: &'p [String],
 }
 
+impl Denial<'_> {
+    /// The prefixes the images were held to.
+    pub fn prefixes(&self) -> &[String] {
+        self.prefixes
+    }
+}
+
 /// The denial message users see in `kubectl`: one line, one clause per offending container.
 impl fmt::Display for Denial<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -245,12 +252,31 @@ pub enum Problem {
 impl Violation {
     fn describe(&self, f: &mut fmt::Formatter<'_>, prefixes: &[String]) -> fmt::Result {
         let Self {
-            path,
-            container,
-            image,
-            problem,
+            path, container, ..
         } = self;
-        write!(f, "{path} {container:?}: ")?;
+        write!(f, "{path} {container:?}: {}", self.reason(prefixes))
+    }
+
+    /// Why this container's image is not allowed: its clause of the denial without the field
+    /// path and container name, e.g. `image "nginx" has name "nginx", which does not start
+    /// with "msalinasc_"`.
+    pub fn reason<'a>(&'a self, prefixes: &'a [String]) -> Reason<'a> {
+        Reason {
+            violation: self,
+            prefixes,
+        }
+    }
+}
+
+/// See [`Violation::reason`].
+pub struct Reason<'a> {
+    violation: &'a Violation,
+    prefixes: &'a [String],
+}
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Violation { image, problem, .. } = self.violation;
         match problem {
             Problem::NoImage => f.write_str("has no image"),
             Problem::NoReference => f.write_str("is an image volume without a reference"),
@@ -263,7 +289,7 @@ impl Violation {
                     "image {image:?} has name {:?}, which does not start with ",
                     name.as_str()
                 )?;
-                match prefixes {
+                match self.prefixes {
                     [one] => write!(f, "{one:?}"),
                     many => {
                         f.write_str("any of ")?;
