@@ -240,12 +240,13 @@ pub struct CertsArgs {
     )]
     pub secret: String,
 
-    /// How long the CA and the certificate are valid.
+    /// How long the CA and the certificate are valid, from 1 day to 100 years.
     #[arg(
         long,
         value_name = "DAYS",
         env = "VALIDATOR_WEBHOOK_VALIDITY_DAYS",
-        default_value_t = 365
+        default_value_t = 365,
+        value_parser = clap::value_parser!(i64).range(1..=36500)
     )]
     pub validity_days: i64,
 
