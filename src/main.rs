@@ -49,12 +49,18 @@ fn main() -> ExitCode {
                 strict: args.strict,
                 exclude: args.exclude,
             };
-            match check::run(
-                &policy,
-                &args.files,
-                &options,
-                &mut std::io::BufWriter::new(std::io::stdout().lock()),
-            ) {
+            let out = &mut std::io::BufWriter::new(std::io::stdout().lock());
+            let checked = if args.cluster {
+                let scope = match (args.all_namespaces, args.namespace) {
+                    (true, _) => check::cluster::Scope::All,
+                    (false, Some(namespace)) => check::cluster::Scope::Namespace(namespace),
+                    (false, None) => check::cluster::Scope::Default,
+                };
+                check::cluster::run(&policy, &scope, &options, out)
+            } else {
+                check::run(&policy, &args.files, &options, out)
+            };
+            match checked {
                 Ok(status) => ExitCode::from(status as u8),
                 Err(error) => {
                     eprintln!("validator-webhook: {error}");

@@ -182,8 +182,36 @@ pub struct CheckArgs {
 
     /// Files or directories to check (directories are walked for .yaml, .yml and .json files);
     /// `-` reads standard input.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(
+        required_unless_present = "cluster",
+        conflicts_with = "cluster",
+        value_name = "PATH"
+    )]
     pub files: Vec<PathBuf>,
+
+    /// Check the workloads of a live cluster instead of files: every Pod, PodTemplate,
+    /// ReplicationController, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job and CronJob,
+    /// listed with the kubeconfig `kubectl` would use.
+    #[arg(long, env = "VALIDATOR_WEBHOOK_CLUSTER")]
+    pub cluster: bool,
+
+    /// With --cluster: the namespace to list (default: the kubeconfig context's).
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "NAMESPACE",
+        env = "VALIDATOR_WEBHOOK_NAMESPACE"
+    )]
+    pub namespace: Option<String>,
+
+    /// With --cluster: list every namespace.
+    #[arg(
+        long,
+        short = 'A',
+        env = "VALIDATOR_WEBHOOK_ALL_NAMESPACES",
+        conflicts_with = "namespace"
+    )]
+    pub all_namespaces: bool,
 
     /// Leave out walked files and directories that match this glob (e.g. `**/templates/**`,
     /// `values*.yaml`); repeat the flag for several.

@@ -8,7 +8,9 @@
 //! | [`evaluate`] | a parsed document to the webhook's verdict, in the webhook's words |
 //! | [`report`] | a verdict in its place (file, document, line) and the summary |
 //! | [`output`] | text, json, junit, github |
+//! | [`cluster`] | `--cluster`: the inspected workloads of a live cluster |
 
+pub mod cluster;
 pub mod document;
 pub mod evaluate;
 pub mod input;
