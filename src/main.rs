@@ -10,7 +10,18 @@ use validator_webhook::cmd::{
 };
 
 fn main() -> ExitCode {
-    match Cli::parse().into_command() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // `check` promises 3 for a usage error; help and version are not errors.
+            return match error.use_stderr() {
+                true => ExitCode::from(check::Status::Usage as u8),
+                false => ExitCode::SUCCESS,
+            };
+        }
+    };
+    match cli.into_command() {
         Command::Serve(args) => {
             // The guard flushes the log when serving ends.
             let started = init_logging(&args.log)
@@ -29,16 +40,33 @@ fn main() -> ExitCode {
                 Ok(policy) => policy,
                 Err(error) => {
                     eprintln!("validator-webhook: {error}");
-                    return ExitCode::from(check::Status::Unreadable as u8);
+                    return ExitCode::from(check::Status::Usage as u8);
                 }
             };
-            let status = check::run(
-                &policy,
-                &args.files,
-                &mut std::io::stdout(),
-                &mut std::io::stderr(),
-            );
-            ExitCode::from(status as u8)
+            let options = check::Options {
+                format: args.output,
+                quiet: args.quiet,
+                strict: args.strict,
+                exclude: args.exclude,
+            };
+            let out = &mut std::io::BufWriter::new(std::io::stdout().lock());
+            let checked = if args.cluster {
+                let scope = match (args.all_namespaces, args.namespace) {
+                    (true, _) => check::cluster::Scope::All,
+                    (false, Some(namespace)) => check::cluster::Scope::Namespace(namespace),
+                    (false, None) => check::cluster::Scope::Default,
+                };
+                check::cluster::run(&policy, &scope, &options, out)
+            } else {
+                check::run(&policy, &args.files, &options, out)
+            };
+            match checked {
+                Ok(status) => ExitCode::from(status as u8),
+                Err(error) => {
+                    eprintln!("validator-webhook: {error}");
+                    ExitCode::from(check::Status::Usage as u8)
+                }
+            }
         }
         Command::Certs(args) => match certs::run(&args) {
             Ok(()) => ExitCode::SUCCESS,

@@ -27,7 +27,7 @@ fn check_passes_a_good_manifest() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        "examples/deployment-good.yaml: Deployment web: allowed\n1 allowed, 0 denied\n"
+        "examples/deployment-good.yaml:1: Deployment web: allowed\n1 allowed, 0 denied, 0 not inspected, 0 skipped, 0 invalid\n"
     );
 }
 
@@ -40,7 +40,7 @@ fn check_denies_with_the_webhook_message() {
     ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout(&output).contains(
-        "examples/deployment-bad.yaml: Deployment web: denied: Invalid image name: spec.template.spec.initContainers[0] \"init\": \
+        "examples/deployment-bad.yaml:3: Deployment web: denied: Invalid image name: spec.template.spec.initContainers[0] \"init\": \
          image \"nginx:1.25\" has name \"nginx\", which does not start with \"msalinasc_\"\n"
     ));
 }
@@ -57,7 +57,7 @@ fn check_reads_admission_reviews_from_stdin() {
     child.stdin.take().unwrap().write_all(&review).unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(stdout(&output).starts_with("-: Deployment shop/web: denied: Invalid image name"));
+    assert!(stdout(&output).starts_with("-:1: Deployment shop/web: denied: Invalid image name"));
 }
 
 #[test]
@@ -65,9 +65,9 @@ fn check_says_which_input_it_cannot_read() {
     let output = run(&["check", "no-such-file.yaml", "examples/deployment-bad.yaml"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr(&output).starts_with("no-such-file.yaml: cannot read: "),
+        stdout(&output).starts_with("no-such-file.yaml: input: invalid: cannot read: "),
         "{}",
-        stderr(&output)
+        stdout(&output)
     );
 }
 
@@ -151,7 +151,8 @@ fn a_bad_policy_file_stops_the_start_in_one_sentence_naming_flag_key_and_line() 
 #[test]
 fn an_unknown_mode_flag_is_refused() {
     let output = run(&["--mode", "deny"]);
-    assert_eq!(output.status.code(), Some(2));
+    // A usage error, which every command answers with 3 (`check` documents it).
+    assert_eq!(output.status.code(), Some(3));
     assert!(
         stderr(&output).contains("invalid value 'deny' for '--mode"),
         "{}",
@@ -263,4 +264,54 @@ fn the_printed_curl_line_gets_a_denial_and_sigterm_exits_cleanly() {
     testkit::reply::ensure_policy_denial(&response).unwrap();
 
     assert_eq!(served.terminate().code(), Some(0));
+}
+
+#[test]
+fn certs_refuses_a_validity_of_zero_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let output = run(&[
+        "certs",
+        "--validity-days",
+        "0",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--validity-days"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists(), "nothing is written");
+}
+
+#[test]
+fn two_servers_without_certificates_keep_their_own_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start = |tmp: &std::path::Path| {
+        let listen = format!("127.0.0.1:{}", testkit::free_port().unwrap());
+        let metrics = format!("127.0.0.1:{}", testkit::free_port().unwrap());
+        let mut served = Served::start(&["--listen", &listen, "--metrics-listen", &metrics], tmp);
+        let curl = served.line_containing("curl ");
+        (served, curl)
+    };
+    let (_first, first_curl) = start(tmp.path());
+    let (_second, second_curl) = start(tmp.path());
+    let cacert = |curl: &str| {
+        curl.split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_ne!(cacert(&first_curl), cacert(&second_curl));
+    let output = Command::new("sh")
+        .args(["-c", &format!("{first_curl} --silent --show-error")])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the first curl line stopped working: {}",
+        stderr(&output)
+    );
 }

@@ -70,6 +70,7 @@ fn cases() -> Vec<(&'static str, Runs, Case)> {
             warns_and_admits_in_a_namespace_in_warn_mode,
             admits_and_records_an_audit_annotation_in_a_namespace_in_audit_mode,
             policy_file_change_takes_effect_without_a_restart,
+            check_cluster_reports_what_enforcement_would_deny,
         ],
         OnKindOnly: [
             webhook_pods_are_ready_as_uid_65532_from_the_image_just_built,
@@ -1027,6 +1028,91 @@ async fn kind_overlay_differs_only_in_image_pull_policy_and_certificate(
     ensure!(
         extra == ["Secret/validator-webhook/validator-webhook-tls"],
         "the kind overlay adds {extra:?}"
+    );
+    Ok(())
+}
+
+/// `validator-webhook check --cluster`, run against the cluster as a user would before turning
+/// enforcement on: the webhook exempts kube-system, so a Deployment there with bad images exists
+/// and must be reported denied, while the good one in the case's namespace is allowed.
+async fn check_cluster_reports_what_enforcement_would_deny(cluster: Arc<Cluster>) -> Result<()> {
+    let ns = cluster.namespace("check-cluster").await?;
+    cluster
+        .kubectl
+        .ok(&["create", "-n", &ns, "-f", "good-deployment.yaml"])?;
+    let exempt = format!("unchecked-{ns}");
+    let dir = tempfile::tempdir()?;
+    let manifest = dir.path().join("exempt.yaml");
+    let bad = std::fs::read_to_string(paths::manifests().join("bad-deployment.yaml"))?;
+    std::fs::write(
+        &manifest,
+        bad.replacen("name: web", &format!("name: {exempt}"), 1),
+    )?;
+    let manifest = manifest.to_string_lossy().into_owned();
+    cluster
+        .kubectl
+        .ok(&["create", "-n", "kube-system", "-f", &manifest])?;
+    let checked = check_cluster(&cluster, &ns, &exempt);
+    let _ = cluster.kubectl.run(&[
+        "delete",
+        "-n",
+        "kube-system",
+        &format!("deployment/{exempt}"),
+        "--wait=false",
+    ]);
+    cluster.delete_namespace(&ns).await;
+    checked
+}
+
+fn check_cluster(cluster: &Cluster, ns: &str, exempt: &str) -> Result<()> {
+    let check = |args: &[&str]| -> Result<std::process::Output> {
+        std::process::Command::new(paths::webhook_binary()?)
+            .arg("check")
+            .arg("--cluster")
+            .args(args)
+            .env_clear()
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .output()
+            .context("cannot run validator-webhook check --cluster")
+    };
+    let all = check(&["-A", "--output", "json"])?;
+    let stderr = String::from_utf8_lossy(&all.stderr);
+    ensure!(
+        all.status.code() == Some(1),
+        "exit {:?}: {stderr}",
+        all.status.code()
+    );
+    let report: serde_json::Value = serde_json::from_slice(&all.stdout)?;
+    let results = report["results"].as_array().context("no results")?;
+    let find = |namespace: &str, name: &str| {
+        results
+            .iter()
+            .find(|r| r["kind"] == "Deployment" && r["namespace"] == namespace && r["name"] == name)
+    };
+    let denied = find("kube-system", exempt).context("the exempt Deployment is not reported")?;
+    ensure!(denied["verdict"] == "denied", "{denied}");
+    let message = denied["message"].as_str().unwrap_or_default();
+    ensure!(
+        message.starts_with(
+            "Invalid image name in 2 containers: spec.template.spec.initContainers[0] \"init\""
+        ),
+        "{message}"
+    );
+    let allowed = find(ns, "web").context("the good Deployment is not reported")?;
+    ensure!(allowed["verdict"] == "allowed", "{allowed}");
+
+    let one = check(&["-n", ns])?;
+    let stdout = String::from_utf8_lossy(&one.stdout);
+    ensure!(
+        one.status.code() == Some(0),
+        "exit {:?}: {stdout}",
+        one.status.code()
+    );
+    ensure!(
+        stdout
+            .lines()
+            .any(|line| line == format!("cluster: Deployment {ns}/web: allowed")),
+        "{stdout}"
     );
     Ok(())
 }

@@ -41,9 +41,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Evaluate manifests or AdmissionReview files offline, with the same policy and messages.
     ///
-    /// Reads YAML (several documents per file) or JSON: Kubernetes objects, `List`s of them, or
-    /// AdmissionReviews. Exits 0 when everything is allowed, 1 when anything is denied, and 2
-    /// when some input cannot be read.
+    /// Reads YAML (several documents per file) or JSON (one object, or several concatenated):
+    /// Kubernetes objects, `List`s of them, or AdmissionReviews, and reports every document.
+    /// Exits 0 when everything is allowed, not inspected or skipped, 1 when anything is denied,
+    /// 2 when some input cannot be read, and 3 on a usage or configuration error.
     Check(CheckArgs),
     /// Write a CA, a serving certificate for the webhook's Service, the Secret holding them and
     /// the patch that puts the CA into the ValidatingWebhookConfiguration: what a cluster
@@ -286,9 +287,66 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
 
-    /// Files to check; `-` reads standard input.
-    #[arg(required = true, value_name = "FILE")]
+    /// Files or directories to check (directories are walked for .yaml, .yml and .json files);
+    /// `-` reads standard input.
+    #[arg(
+        required_unless_present = "cluster",
+        conflicts_with = "cluster",
+        value_name = "PATH"
+    )]
     pub files: Vec<PathBuf>,
+
+    /// Check the workloads of a live cluster instead of files: every Pod, PodTemplate,
+    /// ReplicationController, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job and CronJob,
+    /// listed with the kubeconfig `kubectl` would use.
+    #[arg(long, env = "VALIDATOR_WEBHOOK_CLUSTER")]
+    pub cluster: bool,
+
+    /// With --cluster: the namespace to list (default: the kubeconfig context's).
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "NAMESPACE",
+        env = "VALIDATOR_WEBHOOK_NAMESPACE"
+    )]
+    pub namespace: Option<String>,
+
+    /// With --cluster: list every namespace.
+    #[arg(
+        long,
+        short = 'A',
+        env = "VALIDATOR_WEBHOOK_ALL_NAMESPACES",
+        conflicts_with = "namespace"
+    )]
+    pub all_namespaces: bool,
+
+    /// Leave out walked files and directories that match this glob (e.g. `**/templates/**`,
+    /// `values*.yaml`); repeat the flag for several.
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "VALIDATOR_WEBHOOK_EXCLUDE",
+        value_delimiter = ','
+    )]
+    pub exclude: Vec<String>,
+
+    /// How to write the results.
+    #[arg(
+        long,
+        value_enum,
+        env = "VALIDATOR_WEBHOOK_OUTPUT",
+        default_value = "text"
+    )]
+    pub output: crate::cmd::check::output::Format,
+
+    /// Also fail on kinds the policy does not inspect that carry a pod template (Argo
+    /// Rollouts, OpenKruise workloads, `extensions/v1beta1` Deployments).
+    #[arg(long, env = "VALIDATOR_WEBHOOK_STRICT")]
+    pub strict: bool,
+
+    /// Print only denials and documents that cannot be read.
+    #[arg(long, short, env = "VALIDATOR_WEBHOOK_QUIET")]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -317,12 +375,13 @@ pub struct CertsArgs {
     )]
     pub secret: String,
 
-    /// How long the CA and the certificate are valid.
+    /// How long the CA and the certificate are valid, from 1 day to 100 years.
     #[arg(
         long,
         value_name = "DAYS",
         env = "VALIDATOR_WEBHOOK_VALIDITY_DAYS",
-        default_value_t = 365
+        default_value_t = 365,
+        value_parser = clap::value_parser!(i64).range(1..=36500)
     )]
     pub validity_days: i64,
 

@@ -134,7 +134,9 @@ fn local_certificate(listen: SocketAddr) -> Result<(SelfSigned, String), TlsErro
     }
     let generated = SelfSigned::generate(&names)?;
     let dir = std::env::temp_dir().join("validator-webhook");
-    let cert: PathBuf = dir.join("localhost.crt");
+    // One file per port: a second instance must not replace the certificate the first one's
+    // printed curl line points at.
+    let cert: PathBuf = dir.join(format!("localhost-{}.crt", listen.port()));
     generated
         .write_cert(&cert)
         .map_err(|source| TlsError::Write {

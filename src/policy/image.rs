@@ -38,9 +38,7 @@ impl InvalidReference {
     fn new(reference: &str, kind: Kind) -> Self {
         let explanation = match kind {
             _ if reference.is_empty() => "the reference is empty".to_owned(),
-            _ if reference.bytes().any(|b| b.is_ascii_uppercase())
-                && ImgRef::new(&reference.to_ascii_lowercase()).is_ok() =>
-            {
+            _ if repository_is_upper_case(reference) => {
                 "repository names must be lower case".to_owned()
             }
             Kind::PortOrTagMissing | Kind::TagMissing => "the tag is empty".to_owned(),
@@ -68,6 +66,23 @@ impl InvalidReference {
         };
         Self(explanation)
     }
+}
+
+/// Whether `reference` would parse with its repository (not its digest) in lower case.
+fn repository_is_upper_case(reference: &str) -> bool {
+    let (repository, digest) = match reference.split_once('@') {
+        Some((repository, digest)) => (repository, Some(digest)),
+        None => (reference, None),
+    };
+    if !repository.bytes().any(|b| b.is_ascii_uppercase()) {
+        return false;
+    }
+    let mut lowered = repository.to_ascii_lowercase();
+    if let Some(digest) = digest {
+        lowered.push('@');
+        lowered.push_str(digest);
+    }
+    ImgRef::new(&lowered).is_ok()
 }
 
 #[cfg(test)]
@@ -108,6 +123,10 @@ mod tests {
     #[case::short_digest(
         "nginx@sha256:abc",
         "the digest has the wrong length for its algorithm"
+    )]
+    #[case::upper_case_digest(
+        "nginx@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+        "the digest is not lower-case hex"
     )]
     #[case::empty_tag("nginx:", "the tag is empty")]
     #[case::leading_space(" nginx", "invalid reference format")]

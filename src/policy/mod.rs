@@ -314,6 +314,7 @@ pub struct Denial<'p> {
 }
 
 impl Denial<'_> {
+    /// The prefixes the images were held to.
     pub fn prefixes(&self) -> &[String] {
         self.prefixes
     }
@@ -419,6 +420,17 @@ impl Shown {
 }
 
 impl Shown {
+    /// The text unquoted, for machine-readable output: all of it, or when cut its beginning,
+    /// its length and its hash as [`fmt::Display`] shows them.
+    pub fn plain(&self) -> String {
+        match &self.cut {
+            None => self.text.clone(),
+            Some((length, hash)) => {
+                format!("{}\u{2026} ({length} bytes, sha256:{hash})", self.text)
+            }
+        }
+    }
+
     /// The same image in at most about `max_chars` characters of text: one shown whole but
     /// longer loses its middle to `…`; one already cut keeps less of its beginning.
     pub fn at_most(&self, max_chars: usize) -> Self {
@@ -490,6 +502,28 @@ impl Violation {
                 }
             }
         }
+    }
+
+    /// Why this container's image is not allowed: its clause of the denial without the field
+    /// path and container name, e.g. `image "nginx" has name "nginx", which does not start
+    /// with "msalinasc_"`.
+    pub fn reason<'a>(&'a self, prefixes: &'a [String]) -> Reason<'a> {
+        Reason {
+            violation: self,
+            prefixes,
+        }
+    }
+}
+
+/// See [`Violation::reason`].
+pub struct Reason<'a> {
+    violation: &'a Violation,
+    prefixes: &'a [String],
+}
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.violation.describe(f, self.prefixes)
     }
 }
 

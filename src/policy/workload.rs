@@ -306,8 +306,11 @@ impl Resource for Lenient {
     }
 }
 
-/// The few fields of an object the policy reads. Unknown fields are skipped by serde.
+/// The few fields of an object the policy reads. Unknown fields are skipped by serde. The
+/// `expecting`s below name each type as users know it in messages (`expected a container`),
+/// not by its Rust name.
 #[derive(Deserialize)]
+#[serde(expecting = "a Kubernetes object")]
 struct Fields {
     #[serde(default, deserialize_with = "lean_metadata")]
     metadata: ObjectMeta,
@@ -331,7 +334,7 @@ fn describe(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
 /// spec holds a pod `template`, and a CronJob spec holds a `jobTemplate` whose spec holds a
 /// `template`. Field names never collide across these, so one recursive type reads them all.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(expecting = "a spec", rename_all = "camelCase")]
 struct Spec {
     #[serde(default)]
     containers: Vec<ContainerFields>,
@@ -357,11 +360,13 @@ impl Spec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a template")]
 struct Template {
     spec: Option<Box<Spec>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a container")]
 struct ContainerFields {
     #[serde(default)]
     name: String,
@@ -369,6 +374,7 @@ struct ContainerFields {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a volume")]
 struct VolumeFields {
     #[serde(default)]
     name: String,
@@ -377,13 +383,14 @@ struct VolumeFields {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "an image volume source")]
 struct ImageSource {
     reference: Option<String>,
 }
 
 fn lean_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
     #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
+    #[serde(expecting = "object metadata", rename_all = "camelCase")]
     struct Lean {
         name: Option<String>,
         generate_name: Option<String>,
@@ -539,6 +546,21 @@ mod tests {
         assert_eq!(
             pod.containers(PodSpecAt::Spec).unwrap_err().to_string(),
             "spec.containers[0].image: invalid type: integer `7`, expected a string"
+        );
+    }
+
+    #[test]
+    fn names_its_types_as_users_know_them() {
+        let object = serde_json::json!({"metadata": ["a"]});
+        let pod = Workload::from_value(object);
+        assert_eq!(
+            pod.containers(PodSpecAt::Spec).unwrap_err().to_string(),
+            "metadata: invalid length 1, expected object metadata"
+        );
+        let pod = Workload::from_value(serde_json::json!({"spec": {"containers": ["nginx"]}}));
+        assert_eq!(
+            pod.containers(PodSpecAt::Spec).unwrap_err().to_string(),
+            "spec.containers[0]: invalid type: string \"nginx\", expected a container"
         );
     }
 
