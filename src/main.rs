@@ -6,7 +6,7 @@ use tracing_subscriber::EnvFilter;
 use validator_webhook::cmd::{
     certs, check,
     cli::{Cli, Command, ConfigError, LogArgs, LogFormat},
-    serve,
+    serve, vap,
 };
 
 fn main() -> ExitCode {
@@ -39,6 +39,25 @@ fn main() -> ExitCode {
                 &mut std::io::stderr(),
             );
             ExitCode::from(status as u8)
+        }
+        Command::Vap(args) => {
+            let printed = args
+                .policy
+                .policy()
+                .map_err(|error| error.to_string())
+                .and_then(|policy| {
+                    vap::render(&policy, args.mode).map_err(|error| error.to_string())
+                });
+            match printed {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("validator-webhook: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Certs(args) => match certs::run(&args) {
             Ok(()) => ExitCode::SUCCESS,

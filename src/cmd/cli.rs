@@ -43,6 +43,9 @@ pub enum Command {
     /// the patch that puts the CA into the ValidatingWebhookConfiguration: what a cluster
     /// without cert-manager needs (`kubectl apply -k deploy/overlays/certs`).
     Certs(CertsArgs),
+    /// Print a ValidatingAdmissionPolicy and its binding that enforce the same policy in the API
+    /// server itself, without the webhook (`validator-webhook vap | kubectl apply -f -`).
+    Vap(VapArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -229,6 +232,22 @@ pub struct CertsArgs {
     pub out_dir: PathBuf,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct VapArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// What the API server does with a refused workload: `enforce` denies it (Deny), `warn`
+    /// admits it with a warning (Warn), `audit` admits it and records it in the audit log (Audit).
+    #[arg(
+        long,
+        value_enum,
+        env = "VALIDATOR_WEBHOOK_MODE",
+        default_value = "enforce"
+    )]
+    pub mode: crate::cmd::vap::Mode,
+}
+
 /// A configuration that cannot start, in one sentence naming the flag.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -318,6 +337,19 @@ mod tests {
             panic!("not check")
         };
         assert_eq!(args.files, [PathBuf::from("-")]);
+    }
+
+    #[test]
+    fn vap_takes_the_prefixes_and_the_mode() {
+        let Command::Vap(args) = parse(&["vap", "--allowed-prefix", "a_", "--mode", "warn"]) else {
+            panic!("not vap")
+        };
+        assert_eq!(args.policy.allowed_prefixes, ["a_"]);
+        assert_eq!(args.mode, crate::cmd::vap::Mode::Warn);
+        let Command::Vap(args) = parse(&["vap"]) else {
+            panic!("not vap")
+        };
+        assert_eq!(args.mode, crate::cmd::vap::Mode::Enforce);
     }
 
     #[test]
