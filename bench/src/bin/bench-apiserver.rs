@@ -461,7 +461,13 @@ impl Snapshot {
             APISERVER_FAMILY,
             &[("name", WEBHOOK), ("operation", "CREATE")],
         )?;
-        let vap = Histogram::parse(&text, VAP_FAMILY, &[("policy", "validator-webhook")])?;
+        // The family appears once the policy has been checked for the first time.
+        let vap = Histogram::parse(&text, VAP_FAMILY, &[("policy", "validator-webhook")])
+            .unwrap_or(Histogram {
+                buckets: Vec::new(),
+                count: 0,
+                sum: 0.0,
+            });
         let address = (cluster.webhook_metrics_address())
             .context("the webhook's metrics address is unknown")?;
         let webhook_own = Histogram::parse(&scrape(address).await?, WEBHOOK_FAMILY, &[])?;
