@@ -6,7 +6,7 @@ use tracing_subscriber::EnvFilter;
 use validator_webhook::cmd::{
     certs, check,
     cli::{Cli, Command, ConfigError, LogArgs, LogFormat},
-    serve,
+    serve, vap,
 };
 
 fn main() -> ExitCode {
@@ -65,6 +65,26 @@ fn main() -> ExitCode {
                 Err(error) => {
                     eprintln!("validator-webhook: {error}");
                     ExitCode::from(check::Status::Usage as u8)
+                }
+            }
+        }
+        Command::Vap(args) => {
+            let printed = args
+                .policy
+                .config()
+                .map_err(|error| error.to_string())
+                .and_then(|config| {
+                    vap::render(&config.default.policy, config.default.mode)
+                        .map_err(|error| error.to_string())
+                });
+            match printed {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("validator-webhook: {error}");
+                    ExitCode::FAILURE
                 }
             }
         }

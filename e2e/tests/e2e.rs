@@ -65,6 +65,7 @@ fn cases() -> Vec<(&'static str, Runs, Case)> {
             rejects_debug_container_with_unprefixed_image,
             admits_anything_in_exempt_namespaces,
             every_overlay_passes_server_side_dry_run,
+            vap_passes_server_side_dry_run_in_every_mode,
             kind_overlay_differs_only_in_image_pull_policy_and_certificate,
             denied_deployment_never_creates_a_replica_set,
             warns_and_admits_in_a_namespace_in_warn_mode,
@@ -979,6 +980,43 @@ async fn every_overlay_passes_server_side_dry_run(cluster: Arc<Cluster>) -> Resu
         &paths::repository().join("deploy/base").to_string_lossy(),
     ])?;
     ensure!(base.success, "deploy/base does not render: {}", base.stderr);
+    Ok(())
+}
+
+/// What `validator-webhook vap` prints is accepted by the API server as it is, in every mode.
+async fn vap_passes_server_side_dry_run_in_every_mode(cluster: Arc<Cluster>) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    for mode in ["enforce", "warn", "audit"] {
+        let printed = std::process::Command::new(paths::webhook_binary()?)
+            .args([
+                "vap",
+                "--mode",
+                mode,
+                "--allowed-prefix",
+                "msalinasc_,team_",
+            ])
+            .output()?;
+        ensure!(
+            printed.status.success(),
+            "vap --mode {mode} failed: {}",
+            String::from_utf8_lossy(&printed.stderr)
+        );
+        let file = work.path().join(format!("vap-{mode}.yaml"));
+        std::fs::write(&file, &printed.stdout)?;
+        let applied =
+            cluster
+                .kubectl
+                .ok(&["apply", "--dry-run=server", "-f", &file.to_string_lossy()])?;
+        for object in [
+            "validatingadmissionpolicy.admissionregistration.k8s.io/validator-webhook",
+            "validatingadmissionpolicybinding.admissionregistration.k8s.io/validator-webhook",
+        ] {
+            ensure!(
+                applied.contains(&format!("{object} created (server dry run)")),
+                "{mode}: {applied}"
+            );
+        }
+    }
     Ok(())
 }
 

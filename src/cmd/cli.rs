@@ -50,6 +50,9 @@ pub enum Command {
     /// the patch that puts the CA into the ValidatingWebhookConfiguration: what a cluster
     /// without cert-manager needs (`kubectl apply -k deploy/overlays/certs`).
     Certs(CertsArgs),
+    /// Print a ValidatingAdmissionPolicy and its binding that enforce the same policy in the API
+    /// server itself, without the webhook (`validator-webhook vap | kubectl apply -f -`).
+    Vap(VapArgs),
 }
 
 /// The policy's settings. Each flag overrides the same setting in `--policy-file`; what
@@ -395,6 +398,14 @@ pub struct CertsArgs {
     pub out_dir: PathBuf,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct VapArgs {
+    /// The prefixes and the mode (`enforce` → Deny, `warn` → Warn, `audit` → Audit), from the
+    /// flags or the policy file as `serve` reads them.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
 /// A configuration that cannot start, in one sentence naming the flag.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -518,6 +529,19 @@ mod tests {
             panic!("not check")
         };
         assert_eq!(args.files, [PathBuf::from("-")]);
+    }
+
+    #[test]
+    fn vap_takes_the_prefixes_and_the_mode() {
+        let Command::Vap(args) = parse(&["vap", "--allowed-prefix", "a_", "--mode", "warn"]) else {
+            panic!("not vap")
+        };
+        assert_eq!(args.policy.allowed_prefixes, ["a_"]);
+        assert_eq!(args.policy.config().unwrap().default.mode, Mode::Warn);
+        let Command::Vap(args) = parse(&["vap"]) else {
+            panic!("not vap")
+        };
+        assert_eq!(args.policy.config().unwrap().default.mode, Mode::Enforce);
     }
 
     #[test]

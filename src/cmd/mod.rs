@@ -4,3 +4,4 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod serve;
+pub mod vap;

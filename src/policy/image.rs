@@ -13,6 +13,11 @@ use container_image_dist_ref::{ImgRef, err::Kind};
 pub fn name_of(reference: &str) -> Result<&str, InvalidReference> {
     let parsed =
         ImgRef::new(reference).map_err(|error| InvalidReference::new(reference, error.kind()))?;
+    // The parser counts a tag's length wrongly when it holds '-' or '.' (a 129-character tag
+    // passes); distribution/reference allows 128 characters.
+    if parsed.tag().is_some_and(|tag| tag.len() > 128) {
+        return Err(InvalidReference::new(reference, Kind::TagTooLong));
+    }
     let path = parsed.path().to_str();
     let name_length = path.rsplit('/').next().unwrap_or(path).len();
     // The same bytes, borrowed from `reference` rather than from the parser.
@@ -132,6 +137,11 @@ mod tests {
     #[case::leading_space(" nginx", "invalid reference format")]
     #[case::empty_path_component("foo//bar", "a path component is empty")]
     #[case::long_name(&"a".repeat(300), "the name is longer than 255 characters")]
+    #[case::long_tag(&format!("app:{}", "t".repeat(129)), "the tag is longer than 128 characters")]
+    #[case::long_tag_with_a_dash(
+        &format!("a/app:{}-{}", "t".repeat(123), "t".repeat(5)),
+        "the tag is longer than 128 characters"
+    )]
     fn rejects_what_does_not_parse(#[case] reference: &str, #[case] why: &str) {
         assert_eq!(name_of(reference).unwrap_err().to_string(), why);
     }

@@ -28,18 +28,66 @@ pub enum PodSpecAt {
     PodTemplate,
 }
 
+/// A kind the policy inspects: its API group, kind, resource (plural) and pod spec location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InspectedKind {
+    pub group: &'static str,
+    pub kind: &'static str,
+    pub resource: &'static str,
+    pub at: PodSpecAt,
+}
+
+const fn inspected(
+    group: &'static str,
+    kind: &'static str,
+    resource: &'static str,
+    at: PodSpecAt,
+) -> InspectedKind {
+    InspectedKind {
+        group,
+        kind,
+        resource,
+        at,
+    }
+}
+
+/// Every kind the policy inspects. Anything else is let through without a look; `vap` and the
+/// tests derive their lists from this one.
+pub const INSPECTED: [InspectedKind; 9] = [
+    inspected("", "Pod", "pods", PodSpecAt::Spec),
+    inspected("", "PodTemplate", "podtemplates", PodSpecAt::PodTemplate),
+    inspected(
+        "",
+        "ReplicationController",
+        "replicationcontrollers",
+        PodSpecAt::Template,
+    ),
+    inspected("apps", "Deployment", "deployments", PodSpecAt::Template),
+    inspected("apps", "ReplicaSet", "replicasets", PodSpecAt::Template),
+    inspected("apps", "StatefulSet", "statefulsets", PodSpecAt::Template),
+    inspected("apps", "DaemonSet", "daemonsets", PodSpecAt::Template),
+    inspected("batch", "Job", "jobs", PodSpecAt::Template),
+    inspected("batch", "CronJob", "cronjobs", PodSpecAt::JobTemplate),
+];
+
+/// The subresources the policy inspects, as `resource/subresource`: a Pod's debug containers
+/// arrive through `pods/ephemeralcontainers`.
+pub const INSPECTED_SUBRESOURCES: [&str; 1] = ["pods/ephemeralcontainers"];
+
 impl PodSpecAt {
+    pub const ALL: [Self; 4] = [
+        Self::Spec,
+        Self::Template,
+        Self::JobTemplate,
+        Self::PodTemplate,
+    ];
+
     /// Where `kind` keeps its pod spec, or `None` for a kind the policy does not inspect.
     pub fn of(kind: &GroupVersionKind) -> Option<Self> {
-        match (kind.group.as_str(), kind.kind.as_str()) {
-            ("", "Pod") => Some(Self::Spec),
-            ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
-            | ("batch", "Job")
-            | ("", "ReplicationController") => Some(Self::Template),
-            ("batch", "CronJob") => Some(Self::JobTemplate),
-            ("", "PodTemplate") => Some(Self::PodTemplate),
-            _ => None,
-        }
+        INSPECTED
+            .iter()
+            .find(|known| known.group == kind.group && known.kind == kind.kind)
+            .map(|known| known.at)
     }
 
     /// The field path of the pod spec, as users write it.
