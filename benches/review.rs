@@ -8,10 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use validator_webhook::{policy::Policy, webhook::review};
+use validator_webhook::{
+    policy::{Policy, config::PolicyConfig},
+    webhook::review,
+};
 
 /// Median time per review over several rounds of `iterations`.
-fn measure(policy: &Policy, body: &[u8]) -> Duration {
+fn measure(policy: &PolicyConfig, body: &[u8]) -> Duration {
     let iterations = (2_000_000 / body.len().max(1)).clamp(20, 20_000) as u32;
     let mut rounds: Vec<Duration> = (0..7)
         .map(|_| {
@@ -31,7 +34,7 @@ fn measure(policy: &Policy, body: &[u8]) -> Duration {
 }
 
 fn main() {
-    let policy = Policy::default();
+    let policy: PolicyConfig = Policy::default().into();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let payloads = [

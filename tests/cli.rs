@@ -121,6 +121,72 @@ fn an_unreadable_certificate_is_named() {
     );
 }
 
+#[test]
+fn a_bad_policy_file_stops_the_start_in_one_sentence_naming_flag_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: validator-webhook/v1\nkind: Policy\nmode: enforce\nallowedPrefixes:\n- ok_\n- Team_\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("VALIDATOR_WEBHOOK_POLICY_FILE", &path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    assert!(
+        error.starts_with(&format!(
+            "validator-webhook: invalid --policy-file {}: line 6: allowedPrefixes: allowed prefix \"Team_\" can never match",
+            path.display()
+        )),
+        "{error}"
+    );
+    assert_eq!(error.lines().count(), 1, "{error}");
+}
+
+#[test]
+fn an_unknown_mode_flag_is_refused() {
+    let output = run(&["--mode", "deny"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("invalid value 'deny' for '--mode"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn check_reads_the_policy_file_and_the_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: validator-webhook/v1\nkind: Policy\nallowedPrefixes: [msalinasc_, nginx]\n",
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    let with_file = run(&[
+        "check",
+        "--policy-file",
+        file,
+        "examples/deployment-bad.yaml",
+    ]);
+    assert_eq!(with_file.status.code(), Some(0), "{}", stdout(&with_file));
+    let overridden = run(&[
+        "check",
+        "--policy-file",
+        file,
+        "--allowed-prefix",
+        "msalinasc_",
+        "examples/deployment-bad.yaml",
+    ]);
+    assert_eq!(overridden.status.code(), Some(1), "{}", stdout(&overridden));
+}
+
 /// A running `validator-webhook serve`, stopped with SIGTERM when dropped.
 struct Served {
     child: std::process::Child,

@@ -136,7 +136,7 @@ async fn counts_reviews_and_rejections_in_metrics() {
     app.answer(post(review)).await;
     app.answer(post(b"nope".to_vec())).await;
     let text = app.metrics().encode();
-    assert!(text.contains(r#"validator_webhook_reviews_total{kind="Deployment",operation="CREATE",verdict="denied"} 1"#), "{text}");
+    assert!(text.contains(r#"validator_webhook_reviews_total{kind="Deployment",operation="CREATE",verdict="denied",mode="enforce"} 1"#), "{text}");
     assert!(
         text.contains(r#"validator_webhook_http_rejections_total{code="400"} 1"#),
         "{text}"
@@ -167,7 +167,7 @@ async fn a_kind_the_policy_does_not_inspect_is_counted_as_other() {
     }
     let text = app.metrics().encode();
     assert!(
-        text.contains(r#"validator_webhook_reviews_total{kind="other",operation="CREATE",verdict="not_inspected"} 3"#),
+        text.contains(r#"validator_webhook_reviews_total{kind="other",operation="CREATE",verdict="not_inspected",mode="enforce"} 3"#),
         "{text}"
     );
     assert!(!text.contains("MadeUpKind"), "{text}");

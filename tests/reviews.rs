@@ -1,12 +1,19 @@
 //! Review fixtures, posted to the webhook's review function: each case says what the reply
 //! must be (allowed, warned, or denied with 403 or 400), and the full AdmissionReview reply is
-//! pinned in `snapshots/`. Image references are one table over one base review.
+//! pinned in `snapshots/`. Image references are one table over one base review; modes,
+//! `--on-update` and the policy file are tables over the same fixtures.
 
 use std::path::{Path, PathBuf};
 
 use rstest::rstest;
 use serde_json::Value;
-use validator_webhook::{policy::Policy, webhook::review};
+use validator_webhook::{
+    policy::{
+        Mode, OnUpdate, Policy,
+        config::{Overrides, PolicyConfig},
+    },
+    webhook::review,
+};
 
 /// What the reply must be.
 #[derive(Debug, Clone, Copy)]
@@ -14,6 +21,10 @@ enum Expect {
     Allowed,
     /// Allowed, with a warning that the policy did not look.
     Warned,
+    /// Allowed in `warn` mode: this many warnings, and the would-be denial as an annotation.
+    WarnedEach(usize),
+    /// Allowed in `audit` mode: no warning, and the would-be denial as an annotation.
+    Audited,
     /// Denied by the policy: 403 Forbidden, "Invalid image name ...".
     Forbidden,
     /// Denied because the object cannot be read: 400 Bad Request.
@@ -22,8 +33,8 @@ enum Expect {
 
 /// Reviews `body` with `policy` and checks the reply against `expect` and what any API server
 /// checks before it believes a reply.
-fn reply_to(policy: &Policy, body: &[u8], expect: Expect) -> Value {
-    let reviewed = review::review(policy, body).unwrap();
+fn reply_to(config: &PolicyConfig, body: &[u8], expect: Expect) -> Value {
+    let reviewed = review::review(config, body).unwrap();
     let reply: Value = serde_json::from_slice(&reviewed.body).unwrap();
     let request: Value = serde_json::from_slice(body).unwrap();
     testkit::reply::response(&reviewed.body).unwrap();
@@ -32,10 +43,24 @@ fn reply_to(policy: &Policy, body: &[u8], expect: Expect) -> Value {
     let response = &reply["response"];
     let message = response["status"]["message"].as_str().unwrap_or_default();
     let warnings = response["warnings"].as_array().map(Vec::len);
+    let annotation = &response["auditAnnotations"][review::VIOLATIONS_ANNOTATION];
+    if !matches!(expect, Expect::WarnedEach(_) | Expect::Audited) {
+        assert_eq!(response.get("auditAnnotations"), None);
+    }
     match expect {
         Expect::Allowed => {
             assert_eq!(response["allowed"], true, "{message}");
             assert_eq!(warnings, None);
+        }
+        Expect::WarnedEach(count) => {
+            assert_eq!(response["allowed"], true, "{message}");
+            assert_eq!(warnings, Some(count));
+            assert!(annotation.is_string(), "{response}");
+        }
+        Expect::Audited => {
+            assert_eq!(response["allowed"], true, "{message}");
+            assert_eq!(warnings, None);
+            assert!(annotation.is_string(), "{response}");
         }
         Expect::Warned => {
             assert_eq!(response["allowed"], true, "{message}");
@@ -84,6 +109,8 @@ fn fixture(name: &str) -> PathBuf {
 #[case::deployment_three_offenders("deployment-three-offenders", Expect::Forbidden)]
 #[case::deployment_update_from_bad_image("deployment-update-from-bad-image", Expect::Allowed)]
 #[case::deployment_update_to_bad_image("deployment-update-to-bad-image", Expect::Forbidden)]
+#[case::deployment_update_keeps_bad_image("deployment-update-keeps-bad-image", Expect::Forbidden)]
+#[case::deployment_update_adds_bad_image("deployment-update-adds-bad-image", Expect::Forbidden)]
 #[case::deployment_without_template("deployment-without-template", Expect::BadRequest)]
 #[case::generate_name_allowed("generate-name-allowed", Expect::Allowed)]
 #[case::image_not_a_string("image-not-a-string", Expect::BadRequest)]
@@ -121,7 +148,7 @@ fn fixture(name: &str) -> PathBuf {
 fn answers_each_fixture(#[case] name: &str, #[case] expect: Expect) {
     let path = fixture(name);
     let body = std::fs::read(&path).unwrap();
-    let reply = reply_to(&Policy::default(), &body, expect);
+    let reply = reply_to(&PolicyConfig::default(), &body, expect);
     pin(name, &path, &reply);
 }
 
@@ -257,7 +284,7 @@ fn judges_each_image_reference(
     #[case] expect: Expect,
 ) {
     let body = image_review(uid, image);
-    let reply = reply_to(&Policy::default(), &body, expect);
+    let reply = reply_to(&PolicyConfig::default(), &body, expect);
     pin(name, Path::new(IMAGE_REVIEW), &reply);
 }
 
@@ -273,10 +300,161 @@ fn any_configured_prefix_allows(#[case] image: &str, #[case] expect: Expect) {
         .pointer_mut("/request/object/spec/containers/0/image")
         .expect("pod-allowed has an image to replace");
     *field = Value::from(image);
-    let reply = reply_to(&policy, &serde_json::to_vec(&review).unwrap(), expect);
+    let reply = reply_to(
+        &policy.into(),
+        &serde_json::to_vec(&review).unwrap(),
+        expect,
+    );
     if let Expect::Forbidden = expect {
         insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false }, {
             insta::assert_snapshot!("review__two_prefixes_denied", reply["response"]["status"]["message"].as_str().unwrap());
         });
     }
+}
+
+/// The default policy applied in `mode`.
+fn in_mode(mode: Mode) -> PolicyConfig {
+    let overrides = Overrides {
+        mode: Some(mode),
+        ..Overrides::default()
+    };
+    PolicyConfig::resolve(None, &overrides).unwrap()
+}
+
+#[rstest]
+#[case::enforce_denied(Mode::Enforce, "deployment-denied", Expect::Forbidden)]
+#[case::warn_denied(Mode::Warn, "deployment-denied", Expect::WarnedEach(1))]
+#[case::warn_three_offenders(Mode::Warn, "deployment-three-offenders", Expect::WarnedEach(3))]
+#[case::warn_allowed(Mode::Warn, "deployment-allowed", Expect::Allowed)]
+#[case::warn_image_volume(Mode::Warn, "pod-image-volume-denied", Expect::WarnedEach(1))]
+#[case::warn_not_inspected(Mode::Warn, "ingress-not-inspected", Expect::Warned)]
+#[case::warn_unreadable(Mode::Warn, "containers-not-a-list", Expect::WarnedEach(1))]
+#[case::audit_denied(Mode::Audit, "deployment-denied", Expect::Audited)]
+#[case::audit_three_offenders(Mode::Audit, "deployment-three-offenders", Expect::Audited)]
+#[case::audit_allowed(Mode::Audit, "deployment-allowed", Expect::Allowed)]
+#[case::audit_unreadable(Mode::Audit, "containers-not-a-list", Expect::Audited)]
+fn answers_in_each_mode(#[case] mode: Mode, #[case] name: &str, #[case] expect: Expect) {
+    let path = fixture(name);
+    let body = std::fs::read(&path).unwrap();
+    let reply = reply_to(&in_mode(mode), &body, expect);
+    if mode == Mode::Enforce {
+        let enforced = reply_to(&PolicyConfig::default(), &body, expect);
+        assert_eq!(reply, enforced, "enforce is the default");
+        return;
+    }
+    pin(&format!("mode-{}-{name}", mode.label()), &path, &reply);
+}
+
+#[test]
+fn warn_mode_fits_a_hundred_offenders_into_the_api_servers_limits() {
+    let mut review: Value =
+        serde_json::from_slice(&std::fs::read(fixture("pod-denied")).unwrap()).unwrap();
+    let containers: Vec<Value> = (0..100)
+        .map(|i| serde_json::json!({"name": format!("c{i}"), "image": format!("registry.example.com/team/tools/sidecar-{i}:1.0")}))
+        .collect();
+    review["request"]["object"]["spec"]["containers"] = Value::from(containers);
+    let body = serde_json::to_vec(&review).unwrap();
+    let reply = reply_to(&in_mode(Mode::Warn), &body, Expect::WarnedEach(35));
+    let warnings = reply["response"]["warnings"].as_array().unwrap();
+    let total: usize = warnings
+        .iter()
+        .map(|w| w.as_str().unwrap().chars().count())
+        .sum();
+    assert!(total <= review::MAX_WARNINGS_CHARS, "{total}");
+    pin(
+        "mode-warn-a-hundred-offenders",
+        &fixture("pod-denied"),
+        &reply,
+    );
+}
+
+#[rstest]
+#[case::all_keeps(OnUpdate::All, "deployment-update-keeps-bad-image", Expect::Forbidden)]
+#[case::changed_keeps(
+    OnUpdate::Changed,
+    "deployment-update-keeps-bad-image",
+    Expect::Allowed
+)]
+#[case::changed_adds(
+    OnUpdate::Changed,
+    "deployment-update-adds-bad-image",
+    Expect::Forbidden
+)]
+#[case::changed_to_bad(OnUpdate::Changed, "deployment-update-to-bad-image", Expect::Forbidden)]
+#[case::changed_create(OnUpdate::Changed, "deployment-denied", Expect::Forbidden)]
+fn on_update_changed_judges_only_new_images(
+    #[case] on_update: OnUpdate,
+    #[case] name: &str,
+    #[case] expect: Expect,
+) {
+    let overrides = Overrides {
+        on_update: Some(on_update),
+        ..Overrides::default()
+    };
+    let config = PolicyConfig::resolve(None, &overrides).unwrap();
+    let path = fixture(name);
+    let body = std::fs::read(&path).unwrap();
+    let reply = reply_to(&config, &body, expect);
+    let default = reply_to(&PolicyConfig::default(), &body, Expect::Forbidden);
+    if on_update == OnUpdate::All {
+        assert_eq!(reply, default, "all is the default");
+    } else if reply != default {
+        pin(&format!("on-update-changed-{name}"), &path, &reply);
+    }
+}
+
+const POLICY_FILE: &str = "tests/fixtures/policy.yaml";
+
+/// `tests/fixtures/policy.yaml` with the request's namespace set to `namespace`.
+#[rstest]
+#[case::exempt_reference("shop", "deployment-denied", Expect::Allowed)]
+#[case::exempt_digest_and_reference("shop", "deployment-three-offenders", Expect::Forbidden)]
+#[case::namespace_in_warn("legacy", "deployment-three-offenders", Expect::WarnedEach(2))]
+#[case::namespace_with_its_prefix("team-a", "deployment-allowed", Expect::Forbidden)]
+#[case::namespace_not_listed("other", "pod-image-volume-denied", Expect::Forbidden)]
+fn judges_with_the_policy_file(
+    #[case] namespace: &str,
+    #[case] name: &str,
+    #[case] expect: Expect,
+) {
+    let text = std::fs::read_to_string(POLICY_FILE).unwrap();
+    let config = PolicyConfig::resolve(Some(&text), &Overrides::default()).unwrap();
+    let path = fixture(name);
+    let mut review: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    review["request"]["namespace"] = Value::from(namespace);
+    let reply = reply_to(&config, &serde_json::to_vec(&review).unwrap(), expect);
+    pin(
+        &format!("policy-file-{namespace}-{name}"),
+        Path::new(POLICY_FILE),
+        &reply,
+    );
+}
+
+#[rstest]
+#[case::long_valid_denied(
+    "image-long-denied",
+    "00000000-0000-4000-8000-3c1f0b7e2a55",
+    format!(
+        "registry.example.com:5000/{}nginx:{}@sha512:{}",
+        "team/".repeat(10),
+        "t".repeat(128),
+        "0123456789abcdef".repeat(8)
+    )
+)]
+#[case::long_invalid_denied(
+    "image-long-invalid-denied",
+    "00000000-0000-4000-8000-8e0d5c2b9f14",
+    format!("registry.example.com/{}:1.0", "a".repeat(3_000_000))
+)]
+fn shows_a_long_image_cut_with_its_length_and_hash(
+    #[case] name: &str,
+    #[case] uid: &str,
+    #[case] image: String,
+) {
+    let body = image_review(uid, Some(&image));
+    let reply = reply_to(&PolicyConfig::default(), &body, Expect::Forbidden);
+    let message = reply["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.len() < 512, "{} bytes: {message}", message.len());
+    assert!(message.contains(&format!("({} bytes, sha256:", image.len())));
+    pin(name, Path::new(IMAGE_REVIEW), &reply);
 }

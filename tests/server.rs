@@ -226,7 +226,7 @@ async fn serves_prometheus_metrics_over_plain_http() {
     let mut text = String::new();
     stream.read_to_string(&mut text).await.unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    assert!(text.contains(r#"validator_webhook_reviews_total{kind="Deployment",operation="CREATE",verdict="denied"} 1"#), "{text}");
+    assert!(text.contains(r#"validator_webhook_reviews_total{kind="Deployment",operation="CREATE",verdict="denied",mode="enforce"} 1"#), "{text}");
     assert!(
         text.contains("validator_webhook_certificate_expiry_timestamp_seconds "),
         "{text}"

@@ -215,6 +215,7 @@ async fn keep_alive_clients_sending_through_a_shutdown_lose_no_request() {
         kind: "Pod",
         operation: "CREATE",
         verdict: "denied",
+        mode: "enforce",
     };
     let reviewed = server
         .webhook

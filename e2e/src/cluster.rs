@@ -18,11 +18,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Namespace, ServiceAccount},
+    core::v1::{ConfigMap, Namespace, ServiceAccount},
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, ObjectMeta, PostParams},
+    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
 };
 
 use crate::{
@@ -132,13 +132,22 @@ impl Cluster {
         let manifests = Manifests::prepare(&work, &binary)?;
         manifests.apply(&kubectl, "certs")?;
         let container = Container::of_deployment(&manifests.render(&kubectl, "certs")?)?;
-        let webhook = LocalWebhook::new(binary, &manifests, container, work.join("logs"))?;
+        let webhook = LocalWebhook::new(
+            binary,
+            &manifests,
+            container,
+            work.join("logs"),
+            work.join("configmaps"),
+        )?;
+        let client = client(&plane.kubeconfig).await?;
+        for name in webhook.config_maps() {
+            project_config_map(&client, name, &webhook.config_map_dir(name)).await?;
+        }
         eprintln!(
             "==> starting the webhook in network namespace {}",
             webhook.netns()
         );
         webhook.start()?;
-        let client = client(&plane.kubeconfig).await?;
         let cluster = Self {
             client,
             kubectl,
@@ -239,6 +248,81 @@ impl Cluster {
     pub fn webhook_metrics_address(&self) -> Option<SocketAddrV4> {
         match &self.backend {
             Backend::Local(local) => local.webhook.metrics_address(),
+            Backend::Kind(_) => None,
+        }
+    }
+
+    /// The policy file the webhook reads, as its ConfigMap holds it now.
+    pub async fn policy_file(&self) -> Result<String> {
+        let api = Api::<ConfigMap>::namespaced(self.client.clone(), WEBHOOK_NAMESPACE);
+        let config_map = api.get(POLICY_CONFIG_MAP).await?;
+        config_map
+            .data
+            .and_then(|mut data| data.remove(POLICY_KEY))
+            .context("the policy ConfigMap has no policy.yaml")
+    }
+
+    /// Replaces the policy file in its ConfigMap and has it reach the running webhook as the
+    /// kubelet does: on the local backend by projecting it into the mounted directory; on kind
+    /// by nudging the kubelet (a pod update makes it sync the pod's volumes at once rather
+    /// than at its next periodic sync). Returns without waiting for the webhook to reload.
+    pub async fn set_policy_file(&self, text: &str) -> Result<()> {
+        let api = Api::<ConfigMap>::namespaced(self.client.clone(), WEBHOOK_NAMESPACE);
+        let patch = serde_json::json!({ "data": { POLICY_KEY: text } });
+        api.patch(
+            POLICY_CONFIG_MAP,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        match &self.backend {
+            Backend::Local(local) => {
+                let dir = local.webhook.config_map_dir(POLICY_CONFIG_MAP);
+                project_config_map(&self.client, POLICY_CONFIG_MAP, &dir).await?;
+            }
+            Backend::Kind(_) => {
+                let nudge = format!(
+                    "e2e.validator-webhook/policy-synced={}",
+                    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+                );
+                self.kubectl.ok(&[
+                    "annotate",
+                    "pods",
+                    "-n",
+                    WEBHOOK_NAMESPACE,
+                    "-l",
+                    "app.kubernetes.io/name=validator-webhook",
+                    "--overwrite",
+                    &nudge,
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Which webhook processes serve: the same answer before and after a change means no
+    /// restart happened (the local process's start count; the pods' uids and restart counts).
+    pub fn webhook_instances(&self) -> Result<String> {
+        match &self.backend {
+            Backend::Local(local) => Ok(format!("{} starts", local.webhook.starts())),
+            Backend::Kind(_) => self.kubectl.ok(&[
+                "get",
+                "pods",
+                "-n",
+                WEBHOOK_NAMESPACE,
+                "-l",
+                "app.kubernetes.io/name=validator-webhook",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.uid} {.status.containerStatuses[0].restartCount}{'\\n'}{end}",
+            ]),
+        }
+    }
+
+    /// The API server's audit log, where the local control plane writes one (kind's API
+    /// server has none).
+    pub fn audit_log(&self) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::Local(local) => Some(local.plane.audit_log.clone()),
             Backend::Kind(_) => None,
         }
     }
@@ -441,6 +525,27 @@ fn egress_guard(before: Option<u64>) -> String {
 }
 
 /// The egress guard's packet counter, from the engine setup script.
+/// The ConfigMap the webhook's policy file comes from, and its key.
+pub const POLICY_CONFIG_MAP: &str = "validator-webhook-policy";
+pub const POLICY_KEY: &str = "policy.yaml";
+
+/// Writes the ConfigMap's keys into `dir` the way the kubelet swaps them: each file replaced
+/// whole by a rename, so the webhook never reads half a file.
+async fn project_config_map(client: &Client, name: &str, dir: &Path) -> Result<()> {
+    let api = Api::<ConfigMap>::namespaced(client.clone(), WEBHOOK_NAMESPACE);
+    let config_map = api
+        .get(name)
+        .await
+        .with_context(|| format!("the ConfigMap {name} the Deployment mounts"))?;
+    std::fs::create_dir_all(dir)?;
+    for (key, value) in config_map.data.unwrap_or_default() {
+        let staged = dir.join(format!("..{key}.tmp"));
+        std::fs::write(&staged, value)?;
+        std::fs::rename(&staged, dir.join(&key))?;
+    }
+    Ok(())
+}
+
 fn guard_count() -> Result<u64> {
     let script = paths::repository().join("e2e/kind/engine.sh");
     let count = run(Command::new(&script).arg("--guard-count"))?;

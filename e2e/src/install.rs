@@ -72,6 +72,8 @@ pub struct Container {
     pub env: Vec<(String, String)>,
     /// The container port named by the Service's `targetPort`.
     pub port: u16,
+    /// ConfigMaps mounted as directories: (mount path, ConfigMap name).
+    pub config_maps: Vec<(String, String)>,
 }
 
 impl Container {
@@ -107,10 +109,27 @@ impl Container {
             .and_then(|p| p["containerPort"].as_u64())
             .and_then(|p| u16::try_from(p).ok())
             .context("the webhook container has no port named https")?;
+        let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+        let config_maps = container["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|mount| {
+                let volume = volumes
+                    .as_array()?
+                    .iter()
+                    .find(|v| v["name"] == mount["name"])?;
+                Some((
+                    mount["mountPath"].as_str()?.to_owned(),
+                    volume["configMap"]["name"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
         Ok(Self {
             args: strings(&container["args"]),
             env,
             port,
+            config_maps,
         })
     }
 }

@@ -71,6 +71,8 @@ impl Assets {
 /// etcd, kube-apiserver and (when the assets have it) kube-controller-manager, running.
 pub struct ControlPlane {
     pub kubeconfig: PathBuf,
+    /// The API server's audit log: writes of Deployments, with admission annotations.
+    pub audit_log: PathBuf,
     pub kubectl: PathBuf,
     // Dropped in reverse order of start: the controller-manager, the API server, etcd.
     controller_manager: Option<Process>,
@@ -136,6 +138,15 @@ impl ControlPlane {
                 "--allow-privileged=true",
                 "--profiling=false",
             ])
+            // Admission webhooks' audit annotations land here (the audit case reads them).
+            .arg(format!(
+                "--audit-policy-file={}",
+                audit_policy(dir)?.display()
+            ))
+            .arg(format!(
+                "--audit-log-path={}",
+                dir.join("audit.log").display()
+            ))
             // Resolve webhook Services through their EndpointSlices, as for aggregated APIs.
             .arg("--enable-aggregator-routing=true")
             // The `kubernetes` Service would get a loopback endpoint, which validation refuses.
@@ -156,6 +167,7 @@ impl ControlPlane {
         write_kubeconfig(&kubeconfig, &format!("https://127.0.0.1:{secure}"), &pki)?;
         let mut plane = Self {
             kubeconfig,
+            audit_log: dir.join("audit.log"),
             kubectl: assets.kubectl.clone(),
             controller_manager: None,
             apiserver,
@@ -246,6 +258,19 @@ const CONTROLLERS: &str = "serviceaccount-controller,serviceaccount-token-contro
 root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,\
 namespace-controller,garbage-collector-controller";
 
+/// An audit policy that records writes of the kinds the e2e cases create, with their
+/// annotations, and nothing else.
+fn audit_policy(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("audit-policy.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
+         - level: Metadata\n  verbs: [create, update, patch]\n  resources:\n\
+         \x20 - group: apps\n    resources: [deployments]\n- level: None\n",
+    )?;
+    Ok(path)
+}
+
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
@@ -283,6 +308,9 @@ pub struct LocalWebhook {
     binary: PathBuf,
     container: Container,
     certs: PathBuf,
+    /// Where the Deployment's ConfigMaps are projected, one directory each, as the kubelet
+    /// would mount them.
+    config_maps: PathBuf,
     host: TestHost,
     logs: PathBuf,
     process: Mutex<Option<Process>>,
@@ -295,12 +323,14 @@ impl LocalWebhook {
         manifests: &Manifests,
         container: Container,
         logs: PathBuf,
+        config_maps: PathBuf,
     ) -> Result<Self> {
         let host = TestHost::create(std::process::id())?;
         Ok(Self {
             binary,
             container,
             certs: manifests.certs.clone(),
+            config_maps,
             host,
             logs,
             process: Mutex::new(None),
@@ -312,12 +342,32 @@ impl LocalWebhook {
         (self.host.ip, self.container.port)
     }
 
+    /// The directory a mounted ConfigMap is projected into.
+    pub fn config_map_dir(&self, name: &str) -> PathBuf {
+        self.config_maps.join(name)
+    }
+
+    /// The ConfigMaps the Deployment mounts, by name.
+    pub fn config_maps(&self) -> impl Iterator<Item = &str> {
+        self.container
+            .config_maps
+            .iter()
+            .map(|(_, name)| name.as_str())
+    }
+
     /// Starts the binary with the Deployment's arguments and environment; the Secret's mount
-    /// path is where `certs` wrote the files.
+    /// path is where `certs` wrote the files, and each ConfigMap's is its projection.
     pub fn start(&self) -> Result<()> {
         let mount = format!("{}/", self.certs.display());
         let env: Vec<(String, String)> = (self.container.env.iter())
-            .map(|(name, value)| (name.clone(), value.replace("/tls/", &mount)))
+            .map(|(name, value)| {
+                let mut value = value.replace("/tls/", &mount);
+                for (path, config_map) in &self.container.config_maps {
+                    let local = self.config_map_dir(config_map);
+                    value = value.replace(&format!("{path}/"), &format!("{}/", local.display()));
+                }
+                (name.clone(), value)
+            })
             .collect();
         let mut command = self.host.command(&self.binary, &env);
         command.args(&self.container.args);
@@ -367,6 +417,11 @@ impl LocalWebhook {
             .find(|(name, _)| name == "VALIDATOR_WEBHOOK_METRICS_LISTEN")?;
         let port = listen.rsplit_once(':')?.1.parse().ok()?;
         Some(SocketAddrV4::new(self.host.ip, port))
+    }
+
+    /// How often the webhook was started.
+    pub fn starts(&self) -> u32 {
+        *self.starts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn netns(&self) -> &str {

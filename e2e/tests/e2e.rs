@@ -68,6 +68,9 @@ fn cases() -> Vec<(&'static str, Runs, Case)> {
             every_overlay_passes_server_side_dry_run,
             kind_overlay_differs_only_in_image_pull_policy_and_certificate,
             denied_deployment_never_creates_a_replica_set,
+            warns_and_admits_in_a_namespace_in_warn_mode,
+            admits_and_records_an_audit_annotation_in_a_namespace_in_audit_mode,
+            policy_file_change_takes_effect_without_a_restart,
         ],
         OnKindOnly: [
             webhook_pods_are_ready_as_uid_65532_from_the_image_just_built,
@@ -149,7 +152,16 @@ fn snapshot(name: &str, stderr: &str) {
 
 /// `kubectl <args>` must fail with a denial from the webhook; returns what it printed.
 fn kubectl_denied(cluster: &Cluster, args: &[&str]) -> Result<String> {
-    let output = cluster.kubectl.run(args)?;
+    // An update can lose a race with a controller writing the object's status; the API server
+    // then answers 409 Conflict before admission is asked, so that is tried again, a few times.
+    let mut output = cluster.kubectl.run(args)?;
+    for _ in 0..5 {
+        if output.success || !output.stderr.contains("(Conflict)") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        output = cluster.kubectl.run(args)?;
+    }
     ensure!(
         !output.success,
         "kubectl {} succeeded: {}",
@@ -207,6 +219,166 @@ where
         Err(other) => Err(other.into()),
         Ok(_) => anyhow::bail!("the API server admitted {file}"),
     }
+}
+
+/// The policy file as it is, with `overrides` (YAML at the indentation of a namespace's
+/// keys) for namespace `ns`.
+fn with_namespace_override(original: &str, ns: &str, overrides: &str) -> String {
+    format!("{}\nnamespaces:\n  {ns}:\n{overrides}", original.trim_end())
+}
+
+/// Runs `case` with the policy file set to `policy`, and puts the original back whatever
+/// happens. Kind's kubelet takes a moment to project the change; the case waits for it.
+async fn with_policy_file<F, Fut>(cluster: &Cluster, policy: String, case: F) -> Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let original = cluster.policy_file().await?;
+    cluster.set_policy_file(&policy).await?;
+    let result = case().await;
+    let restored = cluster.set_policy_file(&original).await;
+    result.and(restored)
+}
+
+/// Waits until a server-side dry run of `file` in `ns` is admitted: the webhook has the
+/// policy that admits it.
+async fn wait_until_admitted(cluster: &Cluster, ns: &str, file: &str) -> Result<()> {
+    wait_for(
+        "the webhook to reload the policy file",
+        Duration::from_secs(180),
+        || async {
+            let output =
+                cluster
+                    .kubectl
+                    .run(&["create", "--dry-run=server", "-n", ns, "-f", file])?;
+            ensure!(output.success, "{}", output.stderr);
+            Ok(())
+        },
+    )
+    .await
+}
+
+async fn warns_and_admits_in_a_namespace_in_warn_mode(cluster: Arc<Cluster>) -> Result<()> {
+    let ns = cluster.namespace("warn-mode").await?;
+    let original = cluster.policy_file().await?;
+    let policy = with_namespace_override(&original, &ns, "    mode: warn\n");
+    with_policy_file(&cluster, policy, || async {
+        wait_until_admitted(&cluster, &ns, "bad-deployment.yaml").await?;
+        let output = cluster
+            .kubectl
+            .run(&["create", "-n", &ns, "-f", "bad-deployment.yaml"])?;
+        ensure!(output.success, "not admitted: {}", output.stderr);
+        ensure!(
+            output.stdout.trim() == "deployment.apps/web created",
+            "{}",
+            output.stdout
+        );
+        let warnings = output
+            .stderr
+            .lines()
+            .filter(|line| line.starts_with("Warning: "))
+            .count();
+        ensure!(
+            warnings == 2,
+            "one warning per offending image: {}",
+            output.stderr
+        );
+        snapshot("kubectl_create_bad_deployment_in_warn_mode", &output.stderr);
+        Ok(())
+    })
+    .await?;
+    cluster.delete_namespace(&ns).await;
+    Ok(())
+}
+
+async fn admits_and_records_an_audit_annotation_in_a_namespace_in_audit_mode(
+    cluster: Arc<Cluster>,
+) -> Result<()> {
+    let ns = cluster.namespace("audit-mode").await?;
+    let original = cluster.policy_file().await?;
+    let policy = with_namespace_override(&original, &ns, "    mode: audit\n");
+    with_policy_file(&cluster, policy, || async {
+        wait_until_admitted(&cluster, &ns, "bad-deployment.yaml").await?;
+        let output = cluster
+            .kubectl
+            .run(&["create", "-n", &ns, "-f", "bad-deployment.yaml"])?;
+        ensure!(output.success, "not admitted: {}", output.stderr);
+        ensure!(
+            !output.stderr.contains("Warning:"),
+            "audit mode warned: {}",
+            output.stderr
+        );
+        let Some(log) = cluster.audit_log() else {
+            cluster.note(format!(
+                "audit mode: admitted without warnings; the annotation is read from the audit log \
+                 of the local backend ({} keeps none)",
+                cluster.kind().map_or("this cluster", |_| "kind")
+            ));
+            return Ok(());
+        };
+        let key = format!("{WEBHOOK}/violations");
+        let annotation = wait_for("the audit annotation", Duration::from_secs(20), || async {
+            let text = std::fs::read_to_string(&log)?;
+            text.lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter(|event| {
+                    event["verb"] == "create"
+                        && event["objectRef"]["namespace"] == ns.as_str()
+                        && event["stage"] == "ResponseComplete"
+                        && event["responseStatus"]["code"] == 201
+                })
+                .find_map(|event| event["annotations"][&key].as_str().map(str::to_owned))
+                .context("no create of the Deployment with the annotation yet")
+        })
+        .await?;
+        ensure!(
+            annotation.starts_with("Invalid image name in 2 containers: "),
+            "{annotation}"
+        );
+        Ok(())
+    })
+    .await?;
+    cluster.delete_namespace(&ns).await;
+    Ok(())
+}
+
+async fn policy_file_change_takes_effect_without_a_restart(cluster: Arc<Cluster>) -> Result<()> {
+    let ns = cluster.namespace("policy-reload").await?;
+    let elsewhere = cluster.namespace("policy-reload-elsewhere").await?;
+    let before = cluster.webhook_instances()?;
+    kubectl_denied(
+        &cluster,
+        &["create", "-n", &ns, "-f", "bad-deployment.yaml"],
+    )?;
+    let original = cluster.policy_file().await?;
+    let policy = with_namespace_override(
+        &original,
+        &ns,
+        "    allowedPrefixes: [msalinasc_, busybox, envoy]\n",
+    );
+    with_policy_file(&cluster, policy, || async {
+        wait_until_admitted(&cluster, &ns, "bad-deployment.yaml").await?;
+        let created = cluster
+            .kubectl
+            .ok(&["create", "-n", &ns, "-f", "bad-deployment.yaml"])?;
+        ensure!(created.trim() == "deployment.apps/web created", "{created}");
+        // The override is for that namespace only.
+        kubectl_denied(
+            &cluster,
+            &["create", "-n", &elsewhere, "-f", "bad-deployment.yaml"],
+        )?;
+        Ok(())
+    })
+    .await?;
+    let after = cluster.webhook_instances()?;
+    ensure!(
+        before == after,
+        "the webhook restarted: {before:?} then {after:?}"
+    );
+    cluster.delete_namespace(&ns).await;
+    cluster.delete_namespace(&elsewhere).await;
+    Ok(())
 }
 
 async fn admits_deployment_with_prefixed_images(cluster: Arc<Cluster>) -> Result<()> {
@@ -274,19 +446,27 @@ async fn rejects_update_to_unprefixed_image(cluster: Arc<Cluster>) -> Result<()>
     snapshot("kubectl_set_image_to_bad_image", &stderr);
 
     let api = Api::<Deployment>::namespaced(cluster.client.clone(), &ns);
-    let mut current = api.get("web").await?;
-    let spec = current
-        .spec
-        .as_mut()
-        .and_then(|s| s.template.spec.as_mut())
-        .expect("a pod spec");
-    spec.containers[0].image = Some("nginx:1.25".to_owned());
-    match api.replace("web", &PostParams::default(), &current).await {
-        Err(kube::Error::Api(status)) => ensure!(
-            status.code == 403 && status.reason == "Forbidden",
-            "{status:?}"
-        ),
-        other => anyhow::bail!("the update was not denied: {other:?}"),
+    let mut attempts = 0;
+    loop {
+        let mut current = api.get("web").await?;
+        let spec = current
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .expect("a pod spec");
+        spec.containers[0].image = Some("nginx:1.25".to_owned());
+        match api.replace("web", &PostParams::default(), &current).await {
+            // A controller wrote the status between the get and the replace: read it again.
+            Err(kube::Error::Api(status)) if status.code == 409 && attempts < 5 => attempts += 1,
+            Err(kube::Error::Api(status)) => {
+                ensure!(
+                    status.code == 403 && status.reason == "Forbidden",
+                    "{status:?}"
+                );
+                break;
+            }
+            other => anyhow::bail!("the update was not denied: {other:?}"),
+        }
     }
     let image = api
         .get("web")

@@ -5,7 +5,13 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::policy::{DEFAULT_PREFIX, Policy, PrefixError};
+use crate::{
+    policy::{
+        Mode, OnUpdate, Policy,
+        config::{Overrides, PolicyConfig},
+    },
+    webhook::policy_file::{self, PolicyFileError},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,22 +51,55 @@ pub enum Command {
     Certs(CertsArgs),
 }
 
+/// The policy's settings. Each flag overrides the same setting in `--policy-file`; what
+/// neither sets takes its default.
 #[derive(Debug, Clone, Args)]
 pub struct PolicyArgs {
-    /// An image name prefix to allow; repeat the flag (or separate with commas) to allow several.
+    /// An image name prefix to allow; repeat the flag (or separate with commas) to allow
+    /// several. Default: `msalinasc_`.
     #[arg(
         long = "allowed-prefix",
         value_name = "PREFIX",
         env = "VALIDATOR_WEBHOOK_ALLOWED_PREFIX",
-        value_delimiter = ',',
-        default_value = DEFAULT_PREFIX
+        value_delimiter = ','
     )]
     pub allowed_prefixes: Vec<String>,
+
+    /// What a denial does: `enforce` denies; `warn` admits with a warning per offending image;
+    /// `audit` admits and records the denial in the audit log and in metrics. Default: `enforce`.
+    #[arg(long, value_enum, env = "VALIDATOR_WEBHOOK_MODE")]
+    pub mode: Option<Mode>,
+
+    /// Which images of an UPDATE are judged: `all`, or only those the old object does not
+    /// have (`changed`). Default: `all`.
+    #[arg(long, value_enum, env = "VALIDATOR_WEBHOOK_ON_UPDATE")]
+    pub on_update: Option<OnUpdate>,
+
+    /// A YAML policy file (prefixes, mode, per-namespace overrides, exemptions), reloaded when
+    /// it changes.
+    #[arg(long, value_name = "PATH", env = "VALIDATOR_WEBHOOK_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
 }
 
 impl PolicyArgs {
+    /// The settings given as flags.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            prefixes: (!self.allowed_prefixes.is_empty()).then(|| self.allowed_prefixes.clone()),
+            mode: self.mode,
+            on_update: self.on_update,
+        }
+    }
+
+    /// The whole configuration: the policy file, if any, with the flags over it.
+    pub fn config(&self) -> Result<PolicyConfig, ConfigError> {
+        policy_file::load(self.policy_file.as_deref(), &self.overrides())
+            .map_err(ConfigError::Policy)
+    }
+
+    /// The policy outside any per-namespace override.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
-        Policy::new(self.allowed_prefixes.iter().cloned()).map_err(ConfigError::Prefix)
+        Ok(self.config()?.default.policy)
     }
 }
 
@@ -114,6 +153,38 @@ pub struct ServeArgs {
     )]
     pub shutdown_timeout: u64,
 
+    /// Open HTTPS connections allowed at once. Over it, a newcomer closes the oldest connection
+    /// that has not sent a request yet, or is closed at once if there is none.
+    #[arg(
+        long,
+        value_name = "COUNT",
+        env = "VALIDATOR_WEBHOOK_MAX_CONNECTIONS",
+        default_value_t = crate::webhook::server::MAX_CONNECTIONS,
+        value_parser = parse_count
+    )]
+    pub max_connections: usize,
+
+    /// How long a connection may stay open with no request in progress; e.g. `120s`.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "VALIDATOR_WEBHOOK_IDLE_TIMEOUT",
+        default_value = "120s",
+        value_parser = parse_positive_duration
+    )]
+    pub idle_timeout: Duration,
+
+    /// Bytes of request bodies held in memory at once, e.g. `16Mi`; a review over it waits
+    /// briefly, then gets 429 with Retry-After. Default: a quarter of the container's memory
+    /// limit (cgroup v2 or v1), or 64Mi without one.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "VALIDATOR_WEBHOOK_MAX_BODY_MEMORY",
+        value_parser = parse_bytes
+    )]
+    pub max_body_memory: Option<u64>,
+
     #[command(flatten)]
     pub policy: PolicyArgs,
 
@@ -145,6 +216,42 @@ impl ServeArgs {
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{e} (write e.g. 5s, 500ms or 0)"))
+}
+
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match parse_duration(value)? {
+        Duration::ZERO => Err("must be more than zero (write e.g. 120s)".to_owned()),
+        duration => Ok(duration),
+    }
+}
+
+fn parse_count(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) | Err(_) => Err("must be a whole number of at least 1".to_owned()),
+        Ok(count) => Ok(count),
+    }
+}
+
+/// A byte count, plain or with a binary suffix: `1048576`, `512Ki`, `16Mi`, `1Gi`.
+fn parse_bytes(value: &str) -> Result<u64, String> {
+    let invalid = || format!("{value:?} is not a size (write e.g. 16Mi, 512Ki or 1048576)");
+    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "Ki" => 10,
+        "Mi" => 20,
+        "Gi" => 30,
+        _ => return Err(invalid()),
+    };
+    let count: u64 = digits.parse().map_err(|_| invalid())?;
+    match count.checked_mul(1 << shift) {
+        Some(0) => Err("must be more than zero".to_owned()),
+        Some(bytes) => Ok(bytes),
+        None => Err(invalid()),
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -237,8 +344,8 @@ pub enum ConfigError {
         set: &'static str,
         missing: &'static str,
     },
-    #[error("invalid --allowed-prefix: {0}")]
-    Prefix(PrefixError),
+    #[error(transparent)]
+    Policy(PolicyFileError),
     #[error("invalid --log-level {0:?}: {1}")]
     LogLevel(String, String),
 }
@@ -260,7 +367,8 @@ mod tests {
         };
         assert_eq!(args.listen.to_string(), "0.0.0.0:8443");
         assert_eq!(args.metrics_listen.to_string(), "0.0.0.0:9090");
-        assert_eq!(args.policy.allowed_prefixes, ["msalinasc_"]);
+        assert_eq!(args.policy.policy().unwrap().prefixes(), ["msalinasc_"]);
+        assert_eq!(args.policy.config().unwrap().default.mode, Mode::Enforce);
         assert!(args.tls_files().unwrap().is_none());
         assert_eq!(args.shutdown_delay, Duration::from_secs(5));
     }
@@ -283,6 +391,39 @@ mod tests {
                 .to_string()
                 .contains("--shutdown-delay")
         );
+    }
+
+    #[test]
+    fn takes_connection_and_memory_limits() {
+        let Command::Serve(args) = parse(&[]) else {
+            panic!("not serve")
+        };
+        assert_eq!(args.max_connections, 1000);
+        assert_eq!(args.idle_timeout, Duration::from_secs(120));
+        assert_eq!(args.max_body_memory, None);
+        let Command::Serve(args) = parse(&[
+            "--max-connections",
+            "50",
+            "--idle-timeout",
+            "30s",
+            "--max-body-memory",
+            "16Mi",
+        ]) else {
+            panic!("not serve")
+        };
+        assert_eq!(args.max_connections, 50);
+        assert_eq!(args.idle_timeout, Duration::from_secs(30));
+        assert_eq!(args.max_body_memory, Some(16 << 20));
+        for (flag, value) in [
+            ("--max-connections", "0"),
+            ("--idle-timeout", "0"),
+            ("--max-body-memory", "16MB"),
+            ("--max-body-memory", "0"),
+        ] {
+            let refused = Cli::try_parse_from(["validator-webhook", flag, value]);
+            let message = refused.unwrap_err().to_string();
+            assert!(message.contains(flag), "{flag} {value}: {message}");
+        }
     }
 
     #[test]

@@ -6,8 +6,10 @@ use super::cli::{ConfigError, ServeArgs};
 use crate::{
     pki::SelfSigned,
     webhook::{
+        budget::{self, BodyBudget},
         handler::Webhook,
         metrics::{self, Metrics},
+        policy_file::{self, PolicyFile, PolicyFileError},
         server::{self, ServeError, Server, Timeouts},
         tls::{CertStore, Loaded, TlsError},
     },
@@ -23,6 +25,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Policy(#[from] PolicyFileError),
     #[error("cannot configure TLS: {0}")]
     TlsConfig(#[from] rustls::Error),
     #[error(transparent)]
@@ -32,14 +36,26 @@ pub enum StartError {
 }
 
 pub fn serve(args: ServeArgs) -> Result<(), StartError> {
-    let policy = args.policy.policy()?;
+    let metrics = Arc::new(Metrics::default());
+    // Read before anything starts, so a bad file or flag stops the start.
+    let policy_file = match &args.policy.policy_file {
+        Some(path) => Some(Arc::new(PolicyFile::load(
+            path.clone(),
+            args.policy.overrides(),
+            metrics.clone(),
+        )?)),
+        None => None,
+    };
+    let config = match &policy_file {
+        Some(file) => file.config(),
+        None => policy_file::shared(args.policy.config()?),
+    };
     let tls_files = args.tls_files()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;
     runtime.block_on(async move {
-        let metrics = Arc::new(Metrics::default());
         let (certificates, try_it) = match tls_files {
             Some((cert, key)) => (CertStore::from_files(cert, key, metrics.clone())?, None),
             None => {
@@ -52,12 +68,28 @@ pub fn serve(args: ServeArgs) -> Result<(), StartError> {
         };
         let certificates = Arc::new(certificates);
         let _watch = certificates.watch()?;
-        let prefixes = policy.prefixes().to_vec();
-        let webhook = Arc::new(Webhook::new(policy, metrics.clone()));
+        let _policy_watch = policy_file.as_ref().map(PolicyFile::watch).transpose()?;
+        let (prefixes, mode, namespaces) = {
+            let config = config.load();
+            (
+                config.default.policy.prefixes().to_vec(),
+                config.default.mode.label(),
+                config.namespaces.keys().cloned().collect::<Vec<_>>(),
+            )
+        };
+        let budget = match args.max_body_memory {
+            Some(bytes) => bytes,
+            None => budget::from_memory_limit(budget::container_memory_limit()),
+        };
+        tracing::info!(bytes = budget, "request bodies held in memory at once");
+        let webhook = Arc::new(
+            Webhook::shared(config, metrics.clone()).with_body_budget(BodyBudget::new(budget)),
+        );
         let readiness = webhook.readiness();
         let timeouts = Timeouts {
             shutdown_delay: args.shutdown_delay,
             drain: args.shutdown_timeout(),
+            idle: args.idle_timeout,
             ..Timeouts::default()
         };
         let tls = crate::webhook::tls::server_config(certificates)?;
@@ -66,11 +98,15 @@ pub fn serve(args: ServeArgs) -> Result<(), StartError> {
         let metrics_addr = metrics_listener.local_addr().map_err(StartError::Runtime)?;
         let server = Server::new(listener, tls, webhook, timeouts)
             .with_readiness(readiness)
-            .with_handshake_failures(metrics.tls_handshake_failures.clone());
+            .with_connection_metrics(metrics.connection_metrics())
+            .with_max_connections(args.max_connections);
         tracing::info!(
             listen = %server.local_addr(),
             metrics = %metrics_addr,
             ?prefixes,
+            mode,
+            ?namespaces,
+            policy_file = ?args.policy.policy_file,
             "serving reviews on /validate"
         );
         if let Some(try_it) = try_it {

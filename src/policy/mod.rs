@@ -1,11 +1,13 @@
 //! The image policy: a pure function from what a request asks and its configuration to a
 //! [`Verdict`]. No I/O happens here, and no HTTP: the review layer (`webhook::review`) turns the
 //! verdict into the AdmissionResponse. The denial text users read is [`Denial`]'s `Display`.
+//! What a verdict does (deny, warn or only record) is the [`Mode`], applied by the review layer.
 
+pub mod config;
 pub mod image;
 pub mod workload;
 
-use std::fmt;
+use std::{collections::BTreeSet, fmt};
 
 use kube::core::{
     GroupVersionKind,
@@ -41,16 +43,77 @@ impl<'a> Input<'a> {
 /// The prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "msalinasc_";
 
+/// What a verdict that would deny does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Deny the request.
+    #[default]
+    Enforce,
+    /// Allow it, with one response warning per offending image.
+    Warn,
+    /// Allow it, and record the would-be denial in the audit log and in metrics only.
+    Audit,
+}
+
+impl Mode {
+    /// The mode as written on the command line, in the policy file and in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Warn => "warn",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+/// Which images of an UPDATE are judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUpdate {
+    /// Every image of the new object.
+    #[default]
+    All,
+    /// Only images the old object does not already have, so scaling or relabelling a workload
+    /// admitted before the policy is not blocked.
+    Changed,
+}
+
+/// Images let through whatever their name: exact references, and digests (`sha256:…`) that
+/// match any reference pinned to them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exemptions {
+    pub references: BTreeSet<String>,
+    pub digests: BTreeSet<String>,
+}
+
+impl Exemptions {
+    pub fn exempts(&self, image: &str) -> bool {
+        self.references.contains(image)
+            || image
+                .rsplit_once('@')
+                .is_some_and(|(_, digest)| self.digests.contains(digest))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.references.is_empty() && self.digests.is_empty()
+    }
+}
+
 /// What an admitted workload must satisfy: every image name starts with an allowed prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     prefixes: Vec<String>,
+    exemptions: Exemptions,
+    on_update: OnUpdate,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
             prefixes: vec![DEFAULT_PREFIX.to_owned()],
+            exemptions: Exemptions::default(),
+            on_update: OnUpdate::default(),
         }
     }
 }
@@ -93,15 +156,44 @@ impl Policy {
                 return Err(PrefixError::Unmatchable(prefix.clone()));
             }
         }
-        Ok(Self { prefixes })
+        Ok(Self {
+            prefixes,
+            ..Self::default()
+        })
+    }
+
+    /// The same policy, letting `exemptions` through.
+    pub fn with_exemptions(mut self, exemptions: Exemptions) -> Self {
+        self.exemptions = exemptions;
+        self
+    }
+
+    /// The same policy, judging UPDATEs as `on_update` says.
+    pub fn with_on_update(mut self, on_update: OnUpdate) -> Self {
+        self.on_update = on_update;
+        self
     }
 
     pub fn prefixes(&self) -> &[String] {
         &self.prefixes
     }
 
-    /// Decides on a request.
+    pub fn exemptions(&self) -> &Exemptions {
+        &self.exemptions
+    }
+
+    pub fn on_update(&self) -> OnUpdate {
+        self.on_update
+    }
+
+    /// Decides on a request, judging every image of its object.
     pub fn evaluate(&self, input: Input<'_>) -> Verdict<'_> {
+        self.evaluate_update(input, None)
+    }
+
+    /// Decides on a request whose old object (on UPDATE) is `old_object`: with
+    /// [`OnUpdate::Changed`], images the old object already has are not judged again.
+    pub fn evaluate_update(&self, input: Input<'_>, old_object: Option<&Workload>) -> Verdict<'_> {
         if matches!(input.operation, Operation::Delete | Operation::Connect) {
             return Verdict::Allowed;
         }
@@ -120,8 +212,18 @@ impl Policy {
             Ok(containers) => containers,
             Err(shape) => return Verdict::Invalid(Invalid::Shape(shape)),
         };
+        let unchanged: BTreeSet<&str> = match (input.operation, self.on_update, old_object) {
+            (Operation::Update, OnUpdate::Changed, Some(old)) => old
+                .containers(at)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|container| container.image)
+                .collect(),
+            _ => BTreeSet::new(),
+        };
         let violations: Vec<Violation> = containers
             .iter()
+            .filter(|container| !container.image.is_some_and(|i| unchanged.contains(i)))
             .filter_map(|container| self.violation(container))
             .collect();
         if violations.is_empty() {
@@ -142,17 +244,23 @@ impl Policy {
     }
 
     fn violation(&self, container: &Container<'_>) -> Option<Violation> {
+        if container
+            .image
+            .is_some_and(|image| self.exemptions.exempts(image))
+        {
+            return None;
+        }
         let problem = match container.image.map(image::name_of) {
             None if container.list == ContainerList::ImageVolumes => Problem::NoReference,
             None => Problem::NoImage,
             Some(Err(invalid)) => Problem::Unparsable(invalid),
             Some(Ok(name)) if self.allows(name) => return None,
-            Some(Ok(name)) => Problem::Unprefixed(name.to_owned()),
+            Some(Ok(name)) => Problem::Unprefixed(Shown::new(name)),
         };
         Some(Violation {
             path: container.path().to_string(),
             container: container.name.to_owned(),
-            image: container.image.unwrap_or_default().to_owned(),
+            image: Shown::new(container.image.unwrap_or_default()),
             problem,
         })
     }
@@ -205,6 +313,44 @@ pub struct Denial<'p> {
     prefixes: &'p [String],
 }
 
+impl Denial<'_> {
+    pub fn prefixes(&self) -> &[String] {
+        self.prefixes
+    }
+
+    /// One clause per offending container, as the denial message lists them.
+    pub fn clauses(&self) -> impl Iterator<Item = String> + '_ {
+        self.violations
+            .iter()
+            .map(|violation| Clause(violation, self.prefixes, true).to_string())
+    }
+
+    /// The clause of `violation` without its field path and container name, and with an image
+    /// over `max_image_chars` shortened in its middle: the image, its name and the prefixes.
+    pub fn short_clause(&self, violation: &Violation, max_image_chars: usize) -> String {
+        let shortened = Violation {
+            image: violation.image.at_most(max_image_chars),
+            ..violation.clone()
+        };
+        Clause(&shortened, self.prefixes, false).to_string()
+    }
+}
+
+/// A violation's clause; with `.2` false, without the field path and container name.
+struct Clause<'a>(&'a Violation, &'a [String], bool);
+
+impl fmt::Display for Clause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self(violation, prefixes, located) = *self;
+        // Without an image, only the location says which container is meant.
+        let no_image = matches!(violation.problem, Problem::NoImage | Problem::NoReference);
+        if located || no_image {
+            write!(f, "{} {:?}: ", violation.path, violation.container)?;
+        }
+        violation.describe(f, prefixes)
+    }
+}
+
 /// The denial message users see in `kubectl`: one line, one clause per offending container.
 impl fmt::Display for Denial<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -216,7 +362,7 @@ impl fmt::Display for Denial<'_> {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            violation.describe(f, self.prefixes)?;
+            write!(f, "{}", Clause(violation, self.prefixes, true))?;
         }
         Ok(())
     }
@@ -228,14 +374,89 @@ pub struct Violation {
     /// Field path, e.g. `spec.template.spec.initContainers[0]`.
     pub path: String,
     pub container: String,
-    pub image: String,
+    pub image: Shown,
     pub problem: Problem,
+}
+
+/// An image reference, or a name, as a denial shows it: whole and quoted, or, when longer than
+/// [`Shown::WHOLE`] bytes, its beginning, its length and a short hash to tell it apart. An
+/// object may carry an image of megabytes; its denial and log line stay small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// All of it, or its first [`Shown::HEAD`] bytes (to a character boundary).
+    text: String,
+    /// The whole length in bytes and the first 12 hex digits of its SHA-256, when cut.
+    cut: Option<(usize, String)>,
+}
+
+impl Shown {
+    /// Longest text shown whole.
+    pub const WHOLE: usize = 256;
+    /// How much of a longer one is shown.
+    pub const HEAD: usize = 64;
+
+    pub fn new(text: &str) -> Self {
+        if text.len() <= Self::WHOLE {
+            return Self {
+                text: text.to_owned(),
+                cut: None,
+            };
+        }
+        let end = (0..=Self::HEAD)
+            .rev()
+            .find(|&at| text.is_char_boundary(at))
+            .unwrap_or(0);
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        let hash: String = digest.as_ref()[..6]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        Self {
+            text: text[..end].to_owned(),
+            cut: Some((text.len(), hash)),
+        }
+    }
+}
+
+impl Shown {
+    /// The same image in at most about `max_chars` characters of text: one shown whole but
+    /// longer loses its middle to `…`; one already cut keeps less of its beginning.
+    pub fn at_most(&self, max_chars: usize) -> Self {
+        let chars = self.text.chars().count();
+        if chars <= max_chars {
+            return self.clone();
+        }
+        let text = match self.cut {
+            Some(_) => self.text.chars().take(max_chars).collect(),
+            None => {
+                let keep = max_chars.saturating_sub(1) / 2;
+                let head: String = self.text.chars().take(keep).collect();
+                let tail: String = self.text.chars().skip(chars - keep).collect();
+                format!("{head}\u{2026}{tail}")
+            }
+        };
+        Self {
+            text,
+            cut: self.cut.clone(),
+        }
+    }
+}
+
+/// Quoted as Rust's `Debug` quotes a string; a cut one as `"head"… (N bytes, sha256:abc…)`.
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)?;
+        match &self.cut {
+            None => Ok(()),
+            Some((length, hash)) => write!(f, "\u{2026} ({length} bytes, sha256:{hash})"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
     /// The image's name, which starts with no allowed prefix.
-    Unprefixed(String),
+    Unprefixed(Shown),
     Unparsable(InvalidReference),
     NoImage,
     /// An image volume whose `image` source names no `reference`.
@@ -244,24 +465,17 @@ pub enum Problem {
 
 impl Violation {
     fn describe(&self, f: &mut fmt::Formatter<'_>, prefixes: &[String]) -> fmt::Result {
-        let Self {
-            path,
-            container,
-            image,
-            problem,
-        } = self;
-        write!(f, "{path} {container:?}: ")?;
+        let Self { image, problem, .. } = self;
         match problem {
             Problem::NoImage => f.write_str("has no image"),
             Problem::NoReference => f.write_str("is an image volume without a reference"),
             Problem::Unparsable(why) => {
-                write!(f, "image {image:?} is not a valid image reference ({why})")
+                write!(f, "image {image} is not a valid image reference ({why})")
             }
             Problem::Unprefixed(name) => {
                 write!(
                     f,
-                    "image {image:?} has name {:?}, which does not start with ",
-                    name.as_str()
+                    "image {image} has name {name}, which does not start with "
                 )?;
                 match prefixes {
                     [one] => write!(f, "{one:?}"),
@@ -313,6 +527,24 @@ mod tests {
         let request = pod(&["msalinasc_app:1.0", "localhost:5000/msalinasc_db"]);
         let verdict = policy.evaluate(Input::of(&request));
         assert_eq!(verdict.label(), "allowed");
+    }
+
+    #[test]
+    fn shows_a_long_image_cut_with_its_length_and_hash() {
+        let short = "a".repeat(Shown::WHOLE);
+        assert_eq!(Shown::new(&short).to_string(), format!("{short:?}"));
+        let long = format!("{}é", "a".repeat(Shown::HEAD - 1));
+        let long = long.repeat(10);
+        let shown = Shown::new(&long).to_string();
+        let head = "a".repeat(Shown::HEAD - 1);
+        assert!(
+            shown.starts_with(&format!(
+                "\"{head}\"\u{2026} ({} bytes, sha256:",
+                long.len()
+            )),
+            "{shown}"
+        );
+        assert_ne!(shown, Shown::new(&long.replace('é', "e")).to_string());
     }
 
     #[test]

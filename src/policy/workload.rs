@@ -5,7 +5,8 @@
 //! status). [`Workload`] reads only the object's name and the container lists of its pod spec,
 //! in the same pass that reads the review; serde skips everything else without building values.
 //! When the fields it reads have the wrong shape, the review is read again generically (see
-//! `review::decode`) and the object becomes [`Workload::from_value`], whose error says where.
+//! `review::decode`) with the object as [`Lenient`], its text kept as it is and read by
+//! [`Workload::from_json`], whose error says where; no generic value of the object is built.
 
 use std::{borrow::Cow, fmt};
 
@@ -162,6 +163,20 @@ impl Workload {
         Ok(containers.chain(image_volumes).collect())
     }
 
+    /// Reads an object's JSON text that may not fit the expected shape, keeping the reason with
+    /// its path: the same answer as [`Workload::from_value`], without building a value.
+    pub fn from_json(text: &str) -> Self {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, Fields>(&mut deserializer) {
+            Ok(fields) => fields.into(),
+            Err(error) => Self {
+                metadata: ObjectMeta::default(),
+                spec: Err(ShapeError::Malformed(describe(&error))),
+                template: None,
+            },
+        }
+    }
+
     /// Reads an object that did not fit the expected shape, keeping the reason with its path.
     pub fn from_value(object: serde_json::Value) -> Self {
         match serde_path_to_error::deserialize::<_, Fields>(object) {
@@ -245,6 +260,52 @@ impl Resource for Workload {
     }
 }
 
+/// A workload whose fields may have the wrong shape: read from its JSON text, which is
+/// borrowed from the body, never copied into a generic value.
+#[derive(Debug, Clone)]
+pub struct Lenient(pub Workload);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <&serde_json::value::RawValue>::deserialize(deserializer)?;
+        Ok(Self(Workload::from_json(text.get())))
+    }
+}
+
+/// As [`Workload`]'s.
+impl Resource for Lenient {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        Workload::kind(dt)
+    }
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        Workload::group(dt)
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        Workload::version(dt)
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        Workload::api_version(dt)
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        Workload::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        self.0.meta()
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        self.0.meta_mut()
+    }
+}
+
 /// The few fields of an object the policy reads. Unknown fields are skipped by serde.
 #[derive(Deserialize)]
 struct Fields {
@@ -255,7 +316,11 @@ struct Fields {
 }
 
 fn describe(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
-    let inner = error.inner().to_string();
+    let json = error.inner();
+    let inner = json.to_string();
+    // Read from text, the error ends with where; the path says it better.
+    let position = format!(" at line {} column {}", json.line(), json.column());
+    let inner = inner.strip_suffix(&position).unwrap_or(&inner).to_owned();
     match error.path().to_string().as_str() {
         "." | "" => inner,
         path => format!("{path}: {inner}"),

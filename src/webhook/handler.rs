@@ -10,6 +10,8 @@
 //! | `Content-Type` other than JSON            | 415                            |
 //! | body over [`MAX_BODY_BYTES`]              | 413, without reading it all    |
 //! | body not complete within the body timeout | 408                            |
+//! | no room in the [`BodyBudget`] within its wait | 429 with `Retry-After`     |
+//! | client gone before its body arrived       | nothing anyone reads; counted apart, not a 400 |
 //! | empty, not JSON, not an AdmissionReview   | 400                            |
 //!
 //! Every error answer is a JSON `Status` saying why, as the API server writes its own.
@@ -19,17 +21,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 
+use super::policy_file::{self, SharedConfig};
 use super::{
+    budget::{BodyBudget, DEFAULT_BUDGET},
     metrics::{Metrics, ReviewLabels},
     review::{self, ReviewError},
     server::{Handler, Readiness},
 };
-use crate::policy::Policy;
+use crate::policy::config::PolicyConfig;
 
 /// An AdmissionReview carries the object and, on UPDATE, the old object: both can be near the
 /// API server's 3 MiB object limit, so allow a little over twice that.
@@ -42,11 +46,12 @@ pub const VALIDATE_PATH: &str = "/validate";
 
 /// The webhook's routes: the policy, its metrics and whether it takes reviews.
 pub struct Webhook {
-    policy: Policy,
+    config: SharedConfig,
     metrics: Arc<Metrics>,
     readiness: Readiness,
     max_body_bytes: usize,
     body_timeout: Duration,
+    budget: BodyBudget,
 }
 
 impl Handler for Webhook {
@@ -59,14 +64,29 @@ impl Handler for Webhook {
 }
 
 impl Webhook {
-    pub fn new(policy: Policy, metrics: Arc<Metrics>) -> Self {
+    /// A webhook with a fixed configuration (a [`crate::policy::Policy`] is one enforced
+    /// everywhere).
+    pub fn new(config: impl Into<PolicyConfig>, metrics: Arc<Metrics>) -> Self {
+        Self::shared(policy_file::shared(config.into()), metrics)
+    }
+
+    /// A webhook that reviews with whatever configuration `config` holds at the time, which a
+    /// policy file's reload replaces.
+    pub fn shared(config: SharedConfig, metrics: Arc<Metrics>) -> Self {
         Self {
-            policy,
+            config,
             metrics,
             readiness: Readiness::default(),
             max_body_bytes: MAX_BODY_BYTES,
             body_timeout: BODY_TIMEOUT,
+            budget: BodyBudget::new(DEFAULT_BUDGET),
         }
+    }
+
+    /// Bounds the bytes of request bodies held at once.
+    pub fn with_body_budget(mut self, budget: BodyBudget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Shortens the body limits, so tests can reach them quickly.
@@ -106,6 +126,11 @@ impl Webhook {
         };
         answer.unwrap_or_else(|rejection| {
             let response = rejection.response();
+            if let Rejection::ClientGone(_) = rejection {
+                self.metrics.client_disconnects.inc();
+                tracing::debug!(%rejection, "client gone");
+                return response;
+            }
             self.metrics.observe_rejection(response.status().as_u16());
             if response.status().is_server_error() {
                 tracing::error!(%rejection, "review failed");
@@ -131,23 +156,54 @@ impl Webhook {
         if declared.is_some_and(|length| length > self.max_body_bytes as u64) {
             return Err(Rejection::TooLarge(self.max_body_bytes));
         }
-        let limited = Limited::new(request.into_body(), self.max_body_bytes);
-        let body = match tokio::time::timeout(self.body_timeout, limited.collect()).await {
-            Err(_) => return Err(Rejection::Timeout(self.body_timeout)),
-            Ok(Err(error)) if error.is::<LengthLimitError>() => {
-                return Err(Rejection::TooLarge(self.max_body_bytes));
-            }
-            Ok(Err(error)) => return Err(Rejection::Unreadable(error.to_string())),
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
-        let reviewed = review::review(&self.policy, &body)?;
+        let body = request.into_body();
+        let body = tokio::time::timeout(self.body_timeout, self.read_body(body, declared));
+        let body = body
+            .await
+            .map_err(|_| Rejection::Timeout(self.body_timeout))??;
+        let reviewed = review::review_bytes(&self.config.load(), body)?;
         let labels = ReviewLabels {
             kind: reviewed.kind,
             operation: reviewed.operation,
             verdict: reviewed.verdict,
+            mode: reviewed.mode,
         };
         self.metrics.observe_review(labels, started.elapsed());
         Ok(json(StatusCode::OK, reviewed.body))
+    }
+}
+
+impl Webhook {
+    /// Reads a body into one buffer, within the body limit and the memory budget. With a
+    /// declared length the buffer is reserved and allocated once, so the body is never copied
+    /// from frame to frame.
+    async fn read_body<B>(&self, body: B, declared: Option<u64>) -> Result<Bytes, Rejection>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let declared = declared.map_or(0, |length| length as usize);
+        let mut reservation = match self.budget.reserve(declared).await {
+            Some(reservation) => reservation,
+            None => return Err(Rejection::Busy),
+        };
+        let mut buffer = BytesMut::with_capacity(declared);
+        let mut body = std::pin::pin!(body);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| Rejection::from_body_error(error.into()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let length = buffer.len() + data.len();
+            if length > self.max_body_bytes {
+                return Err(Rejection::TooLarge(self.max_body_bytes));
+            }
+            if !reservation.grow_to(length) {
+                return Err(Rejection::Busy);
+            }
+            buffer.extend_from_slice(&data);
+        }
+        Ok(buffer.freeze())
     }
 }
 
@@ -183,6 +239,10 @@ pub enum Rejection {
     Timeout(Duration),
     #[error("the request body could not be read: {0}")]
     Unreadable(String),
+    #[error("the client went away before its request body arrived: {0}")]
+    ClientGone(String),
+    #[error("too many large reviews at once; retry shortly")]
+    Busy,
     #[error(transparent)]
     Review(#[from] ReviewError),
 }
@@ -196,10 +256,41 @@ impl Rejection {
             Self::MediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
             Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "Timeout"),
+            Self::Busy => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             Self::Review(ReviewError::Encode(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
             }
-            Self::Unreadable(_) | Self::Review(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            Self::Unreadable(_) | Self::ClientGone(_) | Self::Review(_) => {
+                (StatusCode::BAD_REQUEST, "BadRequest")
+            }
+        }
+    }
+
+    /// A body that failed to arrive: its client went away (the connection closed mid-body, or
+    /// an HTTP/2 stream was reset), or sent something that is not a body.
+    fn from_body_error(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        let mut gone = false;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+        while let Some(error) = cause {
+            if let Some(hyper) = error.downcast_ref::<hyper::Error>() {
+                gone |= hyper.is_incomplete_message() || hyper.is_canceled() || hyper.is_closed();
+            } else if let Some(h2) = error.downcast_ref::<h2::Error>() {
+                gone |= h2.is_reset() || h2.is_io() || h2.is_go_away();
+            } else if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind::{
+                    BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof,
+                };
+                gone |= matches!(
+                    io.kind(),
+                    UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+                );
+            }
+            cause = error.source();
+        }
+        if gone {
+            Self::ClientGone(error.to_string())
+        } else {
+            Self::Unreadable(error.to_string())
         }
     }
 
@@ -219,7 +310,12 @@ impl Rejection {
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
-        if let Self::TooLarge(_) | Self::Timeout(_) = self {
+        if let Self::Busy = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::TooLarge(_) | Self::Timeout(_) | Self::Busy = self {
             // The rest of the body may still be on its way: don't read it, end the connection.
             response
                 .headers_mut()

@@ -10,6 +10,7 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use super::server::ConnectionMetrics;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -27,6 +28,8 @@ pub struct ReviewLabels {
     pub kind: &'static str,
     pub operation: &'static str,
     pub verdict: &'static str,
+    /// What the verdict did: `enforce`, `warn` or `audit`.
+    pub mode: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,8 +49,13 @@ pub struct Metrics {
     pub reviews_in_flight: Gauge,
     pub rejections: Family<RejectionLabels, Counter>,
     pub tls_handshake_failures: Counter,
+    pub connections_open: Gauge,
+    pub connections_refused: Counter,
+    pub connections_timed_out: Counter,
+    pub client_disconnects: Counter,
     pub certificate_expiry: Gauge<i64, AtomicI64>,
     pub certificate_reloads: Family<ReloadLabels, Counter>,
+    pub policy_reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -56,7 +64,7 @@ impl Default for Metrics {
         let reviews = Family::<ReviewLabels, Counter>::default();
         registry.register(
             "reviews",
-            "AdmissionReviews answered, by object kind, operation and verdict",
+            "AdmissionReviews answered, by object kind, operation, verdict and the mode it was applied in",
             reviews.clone(),
         );
         let review_duration = Histogram::new(DURATION_BUCKETS);
@@ -84,12 +92,42 @@ impl Default for Metrics {
             "Connections dropped because their TLS handshake failed or timed out",
             tls_handshake_failures.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "HTTPS connections open, handshaking or serving",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on arrival because every place under the cap was taken by a connection that had sent a request",
+            connections_refused.clone(),
+        );
+        let connections_timed_out = Counter::default();
+        registry.register(
+            "connections_timed_out",
+            "Connections closed for sending no request in time after accept, none for the idle timeout, or to make room for a newcomer before sending any",
+            connections_timed_out.clone(),
+        );
+        let client_disconnects = Counter::default();
+        registry.register(
+            "client_disconnects",
+            "Reviews abandoned because the client went away before its request body had arrived",
+            client_disconnects.clone(),
+        );
         let certificate_expiry = Gauge::<i64, AtomicI64>::default();
         registry.register_with_unit(
             "certificate_expiry_timestamp",
             "When the serving certificate expires, in seconds since the Unix epoch",
             Unit::Seconds,
             certificate_expiry.clone(),
+        );
+        let policy_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Attempts to reload the policy file after it changed, by result",
+            policy_reloads.clone(),
         );
         let certificate_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
@@ -104,8 +142,13 @@ impl Default for Metrics {
             reviews_in_flight,
             rejections,
             tls_handshake_failures,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
+            client_disconnects,
             certificate_expiry,
             certificate_reloads,
+            policy_reloads,
         }
     }
 }
@@ -120,6 +163,16 @@ impl Metrics {
         self.rejections
             .get_or_create(&RejectionLabels { code })
             .inc();
+    }
+
+    /// Where the server counts its connections.
+    pub fn connection_metrics(&self) -> ConnectionMetrics {
+        ConnectionMetrics {
+            handshake_failures: self.tls_handshake_failures.clone(),
+            open: self.connections_open.clone(),
+            refused: self.connections_refused.clone(),
+            timed_out: self.connections_timed_out.clone(),
+        }
     }
 
     /// The text exposition format served on `/metrics`.
@@ -198,13 +251,14 @@ mod tests {
             kind: "Deployment",
             operation: "CREATE",
             verdict: "denied",
+            mode: "enforce",
         };
         metrics.observe_review(labels, Duration::from_micros(80));
         metrics.observe_rejection(413);
         metrics.tls_handshake_failures.inc();
         let text = metrics.encode();
         for line in [
-            r#"validator_webhook_reviews_total{kind="Deployment",operation="CREATE",verdict="denied"} 1"#,
+            r#"validator_webhook_reviews_total{kind="Deployment",operation="CREATE",verdict="denied",mode="enforce"} 1"#,
             r#"validator_webhook_review_duration_seconds_bucket{le="0.0001"} 1"#,
             r#"validator_webhook_review_duration_seconds_bucket{le="0.00005"} 0"#,
             "validator_webhook_reviews_in_flight 0",

@@ -1,10 +1,12 @@
-//! One review, bytes in and bytes out: decode the AdmissionReview, ask the policy for a verdict,
-//! answer with the AdmissionResponse built from the request ([`respond`]: 403 for a denial,
-//! 400 for an object that cannot be read). Everything here is synchronous; the handler decides
-//! what a [`ReviewError`] becomes.
+//! One review, bytes in and bytes out: decode the AdmissionReview, ask the policy of the
+//! request's namespace for a verdict, answer with the AdmissionResponse built from the request
+//! and the namespace's [`Mode`] ([`respond`]: in `enforce`, 403 for a denial and 400 for an
+//! object that cannot be read; in `warn`, allowed with one warning per offending image; in
+//! `audit`, allowed with the would-be denial as an audit annotation). Everything here is
+//! synchronous; the handler decides what a [`ReviewError`] becomes.
 
 use kube::core::{
-    DynamicObject, GroupVersionKind, Resource, Status,
+    GroupVersionKind, Resource, Status,
     admission::{
         AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND,
         Operation,
@@ -13,9 +15,29 @@ use kube::core::{
 use serde_json::error::Category;
 
 use crate::policy::{
-    Input, Policy, Skipped, Verdict,
-    workload::{PodSpecAt, Workload},
+    Input, Mode, Skipped, Verdict,
+    config::PolicyConfig,
+    workload::{Lenient, PodSpecAt, Workload},
 };
+
+/// The audit annotation that holds the would-be denial in `warn` and `audit` modes. The API
+/// server stores it as `<webhook name>/violations` and refuses a key with a `/` of its own
+/// (`checkKeyFormat` in k8s.io/apiserver `pkg/admission/attributes.go` wants exactly one).
+pub const VIOLATIONS_ANNOTATION: &str = "violations";
+
+/// The API server keeps a request's warnings while their text adds up to at most this many
+/// characters (runes); past it, it cuts every warning to [`MAX_WARNING_CHARS`] and drops
+/// those that come later (`truncateAtTotalRunes` in k8s.io/apiserver
+/// `pkg/endpoints/filters/warning.go`, v0.36).
+pub const MAX_WARNINGS_CHARS: usize = 4 * 1024;
+
+/// What the API server cuts each warning to once over [`MAX_WARNINGS_CHARS`]
+/// (`truncateItemRunes`, same file).
+pub const MAX_WARNING_CHARS: usize = 256;
+
+/// The length the AdmissionResponse API asks warnings to keep to where possible
+/// (`warnings` in k8s.io/api `admission/v1/types.go`).
+pub const SHORT_WARNING_CHARS: usize = 120;
 
 /// Why a body could not be reviewed. All but the last are the client's mistake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,12 +67,32 @@ pub struct Reviewed {
     pub kind: &'static str,
     pub operation: &'static str,
     pub verdict: &'static str,
+    /// The mode the verdict was applied in: `enforce`, `warn` or `audit`.
+    pub mode: &'static str,
 }
 
-/// Reviews one AdmissionReview body with `policy`.
-pub fn review(policy: &Policy, body: &[u8]) -> Result<Reviewed, ReviewError> {
-    let request = decode(body)?;
-    let verdict = policy.evaluate(Input::of(&request));
+/// Reviews one AdmissionReview body with the rules `config` has for its namespace.
+pub fn review(config: &PolicyConfig, body: &[u8]) -> Result<Reviewed, ReviewError> {
+    answer(config, decode(body)?)
+}
+
+/// Reviews a body it owns, letting go of it once decoded: a large object is then held once,
+/// as the fields the policy reads, rather than twice.
+pub fn review_bytes(config: &PolicyConfig, body: bytes::Bytes) -> Result<Reviewed, ReviewError> {
+    let request = decode(&body)?;
+    drop(body);
+    answer(config, request)
+}
+
+fn answer(
+    config: &PolicyConfig,
+    request: AdmissionRequest<Workload>,
+) -> Result<Reviewed, ReviewError> {
+    let rules = config.rules(request.namespace.as_deref());
+    let verdict = rules
+        .policy
+        .evaluate_update(Input::of(&request), request.old_object.as_ref());
+    let mode = rules.mode;
     // Made once the verdict is known: recording a field later would format the span twice.
     let span = tracing::info_span!(
         "review",
@@ -60,28 +102,34 @@ pub fn review(policy: &Policy, body: &[u8]) -> Result<Reviewed, ReviewError> {
         name = %request.name,
         operation = %operation(&request.operation),
         verdict = %verdict.label(),
+        mode = %mode.label(),
     );
     let _entered = span.enter();
-    match &verdict {
-        Verdict::Denied(denial) => tracing::info!(%denial, "denied"),
-        Verdict::Invalid(why) => tracing::warn!(%why, "cannot inspect"),
-        Verdict::NotInspected(_) => tracing::debug!("not inspected"),
-        Verdict::Allowed => tracing::debug!("allowed"),
+    match (&verdict, mode) {
+        (Verdict::Denied(denial), Mode::Enforce) => tracing::info!(%denial, "denied"),
+        (Verdict::Denied(denial), _) => tracing::info!(%denial, "would deny"),
+        (Verdict::Invalid(why), _) => tracing::warn!(%why, "cannot inspect"),
+        (Verdict::NotInspected(_), _) => tracing::debug!("not inspected"),
+        (Verdict::Allowed, _) => tracing::debug!("allowed"),
     }
-    let response = respond(&verdict, &request).into_review();
+    let response = respond(&verdict, mode, &request).into_review();
     let body = serde_json::to_vec(&response).map_err(|e| ReviewError::Encode(e.to_string()))?;
     Ok(Reviewed {
         body,
         kind: kind_label(&request.kind),
         operation: operation(&request.operation),
         verdict: verdict.label(),
+        mode: mode.label(),
     })
 }
 
-/// The answer to `request`: it echoes the request's uid and version, and a denial carries its
-/// message with 403 Forbidden (a policy denial) or 400 Bad Request (an unreadable object).
+/// The answer to `request`: it echoes the request's uid and version. In `enforce` mode a
+/// denial carries its message with 403 Forbidden (a policy denial) or 400 Bad Request (an
+/// unreadable object); in `warn` and `audit` the request is allowed and the message goes to
+/// the audit annotation [`VIOLATIONS_ANNOTATION`], and in `warn` also to [`warnings`].
 pub fn respond<K: Resource>(
     verdict: &Verdict<'_>,
+    mode: Mode,
     request: &AdmissionRequest<K>,
 ) -> AdmissionResponse {
     let mut response = AdmissionResponse::from(request);
@@ -98,6 +146,15 @@ pub fn respond<K: Resource>(
         Verdict::Invalid(_) => (400, "BadRequest"),
     };
     let message = denial_message(verdict, &request.kind.kind).unwrap_or_default();
+    if mode != Mode::Enforce {
+        if mode == Mode::Warn {
+            response.warnings = Some(warnings(verdict, &message));
+        }
+        response
+            .audit_annotations
+            .insert(VIOLATIONS_ANNOTATION.to_owned(), message);
+        return response;
+    }
     let mut response = response.deny(&message);
     response.result = Status::failure(&message, reason).with_code(code);
     response
@@ -135,6 +192,70 @@ pub fn denial_message(verdict: &Verdict<'_>, kind: &str) -> Option<String> {
     }
 }
 
+/// The warnings of a would-be denial in `warn` mode, one per offending image, within the API
+/// server's limits however many there are: each is the denial's clause for that image, or
+/// without its field path when that is over [`SHORT_WARNING_CHARS`], cut to
+/// [`MAX_WARNING_CHARS`] if still longer; those past [`MAX_WARNINGS_CHARS`] in all are
+/// counted in a last `…and N more` warning.
+pub fn warnings(verdict: &Verdict<'_>, message: &str) -> Vec<String> {
+    let each: Vec<String> = match verdict {
+        Verdict::Denied(denial) => denial
+            .violations
+            .iter()
+            .zip(denial.clauses())
+            .map(|(violation, clause)| {
+                if clause.chars().count() <= SHORT_WARNING_CHARS {
+                    clause
+                } else {
+                    cut(
+                        denial.short_clause(violation, SHORT_IMAGE_CHARS),
+                        MAX_WARNING_CHARS,
+                    )
+                }
+            })
+            .collect(),
+        _ => vec![cut(message.to_owned(), MAX_WARNING_CHARS)],
+    };
+    let total = each.len();
+    if each.iter().map(|w| w.chars().count()).sum::<usize>() <= MAX_WARNINGS_CHARS {
+        return each;
+    }
+    let mut kept = Vec::new();
+    let mut chars = 0;
+    for (i, warning) in each.into_iter().enumerate() {
+        let length = warning.chars().count();
+        // Room for the last warning, which says how many were left out, unless none will be.
+        let reserve = if i + 1 == total { 0 } else { MORE_CHARS };
+        if chars + length + reserve > MAX_WARNINGS_CHARS {
+            kept.push(format!(
+                "…and {} more images the policy does not allow",
+                total - i
+            ));
+            break;
+        }
+        chars += length;
+        kept.push(warning);
+    }
+    kept
+}
+
+/// How much of a long image a shortened warning shows, its start and its end.
+const SHORT_IMAGE_CHARS: usize = 48;
+
+/// Room kept for the `…and N more` warning.
+const MORE_CHARS: usize = 64;
+
+/// `text` cut to at most `max` characters, ending with `…` when cut.
+fn cut(mut text: String, max: usize) -> String {
+    if let Some((at, _)) = text.char_indices().nth(max.saturating_sub(1))
+        && text.chars().count() > max
+    {
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
+
 /// The warning `kubectl` prints when the policy let a request through without looking.
 pub fn warning(
     skipped: Skipped,
@@ -161,7 +282,7 @@ pub fn warning(
 /// Decodes an AdmissionReview body into its request, checking the review's version.
 ///
 /// The fast path reads only what the policy needs, in one pass. If that fails on the content of
-/// the body, the body is read again generically: when it is a review after all, only its object
+/// the body, the body is read again with each object kept as its text and read on its own: when it is a review after all, only its object
 /// is unreadable, and the policy answers that (with a 400 and the field at fault) under the
 /// request's uid.
 pub fn decode(body: &[u8]) -> Result<AdmissionRequest<Workload>, ReviewError> {
@@ -171,7 +292,7 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<Workload>, ReviewError> {
     match serde_json::from_slice::<AdmissionReview<Workload>>(body) {
         Ok(review) => request_of(review),
         Err(error) if error.classify() == Category::Data => {
-            let generic: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+            let generic: AdmissionReview<Lenient> = serde_json::from_slice(body)
                 .map_err(|_| ReviewError::NotAReview(error.to_string()))?;
             request_of(generic).map(with_unreadable_objects)
         }
@@ -196,10 +317,8 @@ fn request_of<K: Resource>(review: AdmissionReview<K>) -> Result<AdmissionReques
 }
 
 /// The same request, its objects read leniently.
-fn with_unreadable_objects(request: AdmissionRequest<DynamicObject>) -> AdmissionRequest<Workload> {
-    let lenient = |object: DynamicObject| {
-        Workload::from_value(serde_json::to_value(object).unwrap_or(serde_json::Value::Null))
-    };
+fn with_unreadable_objects(request: AdmissionRequest<Lenient>) -> AdmissionRequest<Workload> {
+    let lenient = |object: Lenient| object.0;
     AdmissionRequest {
         types: request.types,
         uid: request.uid,
@@ -232,6 +351,7 @@ fn operation(operation: &Operation) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Policy;
 
     fn request(kind: &str, object: &str) -> AdmissionRequest<Workload> {
         let json = format!(
@@ -243,7 +363,114 @@ mod tests {
     }
 
     fn answer(request: &AdmissionRequest<Workload>) -> AdmissionResponse {
-        respond(&Policy::default().evaluate(Input::of(request)), request)
+        answer_in(Mode::Enforce, request)
+    }
+
+    fn answer_in(mode: Mode, request: &AdmissionRequest<Workload>) -> AdmissionResponse {
+        respond(
+            &Policy::default().evaluate(Input::of(request)),
+            mode,
+            request,
+        )
+    }
+
+    /// A Pod with `count` containers, each with an image of about `length` characters (a long
+    /// path) named `app-<i>`, which no prefix allows.
+    fn pod_with_bad_images(count: usize, length: usize) -> AdmissionRequest<Workload> {
+        let containers: Vec<String> = (0..count)
+            .map(|i| {
+                let path = "p/".repeat(length / 2);
+                format!(r#"{{"name":"c{i}","image":"example.com/{path}app-{i}:1"}}"#)
+            })
+            .collect();
+        request(
+            "Pod",
+            &format!(r#"{{"spec":{{"containers":[{}]}}}}"#, containers.join(",")),
+        )
+    }
+
+    #[test]
+    fn warn_mode_allows_with_one_warning_per_offending_image() {
+        let response = answer_in(
+            Mode::Warn,
+            &request(
+                "Pod",
+                r#"{"spec":{"containers":[{"name":"a","image":"nginx"},{"name":"b","image":"msalinasc_ok"},{"name":"c","image":"redis:7"}]}}"#,
+            ),
+        );
+        assert!(response.allowed);
+        assert_eq!(
+            response.warnings.unwrap(),
+            [
+                r#"spec.containers[0] "a": image "nginx" has name "nginx", which does not start with "msalinasc_""#,
+                r#"spec.containers[2] "c": image "redis:7" has name "redis", which does not start with "msalinasc_""#,
+            ]
+        );
+        assert!(
+            response.audit_annotations[VIOLATIONS_ANNOTATION]
+                .starts_with("Invalid image name in 2 containers: ")
+        );
+    }
+
+    #[test]
+    fn audit_mode_allows_with_the_denial_as_an_annotation_and_no_warning() {
+        let request = request(
+            "Pod",
+            r#"{"spec":{"containers":[{"name":"a","image":"nginx"}]}}"#,
+        );
+        let enforced = answer(&request);
+        let audited = answer_in(Mode::Audit, &request);
+        assert!(audited.allowed);
+        assert_eq!(audited.warnings, None);
+        assert_eq!(
+            audited.audit_annotations[VIOLATIONS_ANNOTATION],
+            enforced.result.message
+        );
+    }
+
+    #[test]
+    fn an_unreadable_object_is_only_recorded_outside_enforce() {
+        let response = answer_in(Mode::Audit, &request("Pod", r#"{"metadata":{}}"#));
+        assert!(response.allowed);
+        assert!(response.audit_annotations[VIOLATIONS_ANNOTATION].starts_with("Cannot inspect"));
+    }
+
+    #[rstest::rstest]
+    #[case::few_short(3, 10)]
+    #[case::many_short(500, 10)]
+    #[case::few_long(3, 200)]
+    #[case::many_long(100, 200)]
+    fn warnings_stay_within_the_api_servers_limits(#[case] count: usize, #[case] length: usize) {
+        let response = answer_in(Mode::Warn, &pod_with_bad_images(count, length));
+        let warnings = response.warnings.unwrap();
+        let lengths: Vec<usize> = warnings.iter().map(|w| w.chars().count()).collect();
+        assert!(
+            lengths.iter().all(|l| *l <= MAX_WARNING_CHARS),
+            "{lengths:?}"
+        );
+        assert!(
+            lengths.iter().sum::<usize>() <= MAX_WARNINGS_CHARS,
+            "{lengths:?}"
+        );
+        let listed = if warnings.len() < count {
+            let listed = warnings.len() - 1;
+            assert_eq!(
+                warnings[listed],
+                format!(
+                    "…and {} more images the policy does not allow",
+                    count - listed
+                )
+            );
+            listed
+        } else {
+            assert_eq!(warnings.len(), count);
+            count
+        };
+        // Each listed image, however shortened, with its name and the prefix.
+        for (i, warning) in warnings[..listed].iter().enumerate() {
+            let end = format!(r#":1" has name "app-{i}", which does not start with "msalinasc_""#);
+            assert!(warning.ends_with(&end), "{warning}");
+        }
     }
 
     #[test]

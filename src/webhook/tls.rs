@@ -6,7 +6,6 @@ use std::{
     hash::{DefaultHasher, Hash, Hasher},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -19,14 +18,8 @@ use rustls::{
 };
 
 use super::metrics::{Metrics, ReloadLabels};
+pub use super::watch::WatchGuard;
 use crate::pki::SelfSigned;
-
-/// How often the files are re-read even when no change was reported, in case the file system
-/// does not report changes (some network and overlay file systems don't).
-const POLL_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Lets a writer finish both files before they are read.
-const SETTLE_DELAY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -233,59 +226,20 @@ impl CertStore {
 
     /// Reloads whenever the certificate files change, until the returned guard is dropped.
     pub fn watch(self: &Arc<Self>) -> Result<Option<WatchGuard>, TlsError> {
-        use notify::Watcher as _;
         let Some(files) = &self.files else {
             return Ok(None);
         };
-        let changed = Arc::new(tokio::sync::Notify::new());
-        let signal = changed.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |_event| signal.notify_one()).map_err(|source| {
-                TlsError::Watch {
-                    path: files.cert.clone(),
-                    source,
-                }
-            })?;
-        // Watch the directories, not the files: a mounted Secret is updated by swapping a
-        // symlink next to the files, which a watch on the old file would never see.
-        let mut dirs: Vec<&Path> = [&files.cert, &files.key]
-            .iter()
-            .map(|path| {
-                path.parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."))
-            })
-            .collect();
-        dirs.dedup();
-        for dir in dirs {
-            watcher
-                .watch(dir, notify::RecursiveMode::NonRecursive)
-                .map_err(|source| TlsError::Watch {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-        }
         let store = Arc::downgrade(self);
-        let task = tokio::spawn(async move {
-            let mut poll = tokio::time::interval(POLL_INTERVAL);
-            poll.tick().await;
-            loop {
-                tokio::select! {
-                    () = changed.notified() => tokio::time::sleep(SETTLE_DELAY).await,
-                    _ = poll.tick() => {}
-                }
-                let Some(store) = store.upgrade() else { break };
-                match store.reload() {
-                    Ok(true) => tracing::info!("reloaded the serving certificate"),
-                    Ok(false) => {}
-                    Err(error) => tracing::warn!(%error, "kept the current certificate"),
-                }
+        let guard = super::watch::watch(&[&files.cert, &files.key], move || {
+            let Some(store) = store.upgrade() else { return };
+            match store.reload() {
+                Ok(true) => tracing::info!("reloaded the serving certificate"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "kept the current certificate"),
             }
-        });
-        Ok(Some(WatchGuard {
-            _watcher: Box::new(watcher),
-            task,
-        }))
+        })
+        .map_err(|(path, source)| TlsError::Watch { path, source })?;
+        Ok(Some(guard))
     }
 }
 
@@ -307,18 +261,6 @@ impl fmt::Debug for CertStore {
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current.load_full())
-    }
-}
-
-/// Keeps the certificate watch running.
-pub struct WatchGuard {
-    _watcher: Box<dyn notify::Watcher + Send>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for WatchGuard {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

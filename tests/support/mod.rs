@@ -17,7 +17,7 @@ use validator_webhook::{
     webhook::{
         handler::Webhook,
         metrics::{self, Metrics},
-        server::{self as webhook_server, Server, Timeouts},
+        server::{self as webhook_server, MAX_CONNECTIONS, Server, Timeouts},
         tls::{CertStore, Loaded},
     },
 };
@@ -33,8 +33,18 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `certificates` with the default policy on free loopback ports.
     pub async fn start(certificates: Arc<CertStore>, timeouts: Timeouts) -> Self {
+        Self::start_with(certificates, timeouts, MAX_CONNECTIONS, |webhook| webhook).await
+    }
+
+    /// As [`TestServer::start`], with a connection cap and a webhook set up by `configure`.
+    pub async fn start_with(
+        certificates: Arc<CertStore>,
+        timeouts: Timeouts,
+        max_connections: usize,
+        configure: impl FnOnce(Webhook) -> Webhook,
+    ) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let webhook = Arc::new(Webhook::new(Policy::default(), metrics.clone()));
+        let webhook = Arc::new(configure(Webhook::new(Policy::default(), metrics.clone())));
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let tls = validator_webhook::webhook::tls::server_config(certificates).unwrap();
         let listener = webhook_server::listen(loopback, "--listen").await.unwrap();
@@ -44,7 +54,8 @@ impl TestServer {
         let metrics_addr = metrics_listener.local_addr().unwrap();
         let server = Server::new(listener, tls, webhook.clone(), timeouts)
             .with_readiness(webhook.readiness())
-            .with_handshake_failures(metrics.tls_handshake_failures.clone());
+            .with_connection_metrics(metrics.connection_metrics())
+            .with_max_connections(max_connections);
         let addr = server.local_addr();
         let (shutdown, signal) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -77,6 +88,9 @@ pub fn quick_timeouts() -> Timeouts {
     Timeouts {
         handshake: Duration::from_millis(300),
         header_read: Duration::from_millis(300),
+        first_request: Duration::from_secs(2),
+        idle: Duration::from_secs(5),
+        linger: Duration::from_secs(1),
         shutdown_delay: Duration::ZERO,
         idle_grace: Duration::from_millis(200),
         drain: Duration::from_secs(5),
@@ -112,6 +126,15 @@ pub async fn try_connect_tls(
     alpn: &[u8],
 ) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
+    tls_over(tcp, ca_pem, alpn).await
+}
+
+/// Completes TLS as `localhost` over a connection already open.
+pub async fn tls_over(
+    tcp: TcpStream,
+    ca_pem: &str,
+    alpn: &[u8],
+) -> std::io::Result<TlsStream<TcpStream>> {
     let name = ServerName::try_from("localhost").unwrap();
     connector(ca_pem, alpn).connect(name, tcp).await
 }
