@@ -922,7 +922,7 @@ const HELM_RELEASE: &str = "vw-helm";
 
 /// `helm install` of the chart (prefixes `msalinasc_` and `old_`), then `helm upgrade` to
 /// `msalinasc_` and `new_` while eight clients create through the API server: no admission is
-/// lost while the pods roll, and once the old pods are gone `new_` is admitted and `old_`
+/// lost while the pods take the new policy, and once they have `new_` is admitted and `old_`
 /// denied with the policy's message. `deploy/`'s ValidatingWebhookConfiguration is set aside
 /// for the case, so that only the chart's webhook judges, and put back afterwards (also on
 /// failure and on Ctrl-C).
@@ -1090,7 +1090,6 @@ async fn install_and_upgrade_the_chart(cluster: &Cluster, helm: &Helm, ns: &str)
     )
     .await?;
 
-    let old_pods = release_pods(cluster).await?;
     let load = Load::start(
         &cluster.client,
         ns,
@@ -1115,18 +1114,33 @@ async fn install_and_upgrade_the_chart(cluster: &Cluster, helm: &Helm, ns: &str)
     })
     .await?
     .map(drop);
-    // Until the old pods are gone, one of them may still answer a review.
+    // The prefixes live in the policy ConfigMap, which the pods reload once the kubelet has
+    // refreshed their volume (no rollout): wait until every answer is the new policy's.
+    let webhook = format!("{HELM_RELEASE}-validator-webhook.{HELM_RELEASE}.svc");
+    let expected = format!(
+        "admission webhook \"{webhook}\" denied the request: Invalid image name: \
+         spec.template.spec.containers[0] \"web\": image \"old_app:1\" has name \"old_app\", \
+         which does not start with any of \"msalinasc_\", \"new_\""
+    );
+    let in_force = || async {
+        ensure!(
+            verdict(cluster, ns, "new_app:1").await?.is_none(),
+            "new_app:1 denied"
+        );
+        let denied = verdict(cluster, ns, "old_app:1").await?;
+        ensure!(
+            denied.as_deref() == Some(expected.as_str()),
+            "old_app:1: {denied:?}, not {expected:?}"
+        );
+        Ok(())
+    };
     let upgraded = match upgraded {
         Ok(()) => {
-            wait_for("the old pods gone", Duration::from_secs(180), || async {
-                let left: Vec<String> = release_pods(cluster)
-                    .await?
-                    .into_iter()
-                    .filter(|pod| old_pods.contains(pod))
-                    .collect();
-                ensure!(left.is_empty(), "still running: {left:?}");
-                Ok(())
-            })
+            wait_for(
+                "the new prefixes in force",
+                Duration::from_secs(180),
+                in_force,
+            )
             .await
         }
         Err(error) => Err(error),
@@ -1138,7 +1152,7 @@ async fn install_and_upgrade_the_chart(cluster: &Cluster, helm: &Helm, ns: &str)
     let tally = load.stop().await?;
     upgraded?;
     let line = format!(
-        "helm install in {:.1} s; helm upgrade under load ({CLIENTS} clients, {:.1} s until the old pods were gone): {tally}",
+        "helm install in {:.1} s; helm upgrade under load ({CLIENTS} clients, {:.1} s until the new prefixes were in force): {tally}",
         installed_in.as_secs_f64(),
         upgrade_took.as_secs_f64()
     );
@@ -1158,21 +1172,10 @@ async fn install_and_upgrade_the_chart(cluster: &Cluster, helm: &Helm, ns: &str)
         "no load was made: {tally}"
     );
 
-    ensure!(
-        verdict(cluster, ns, "new_app:1").await?.is_none(),
-        "the new prefix is not in force: new_app:1 was denied"
-    );
-    let denied = verdict(cluster, ns, "old_app:1").await?;
-    let webhook = format!("{HELM_RELEASE}-validator-webhook.{HELM_RELEASE}.svc");
-    let expected = format!(
-        "admission webhook \"{webhook}\" denied the request: Invalid image name: \
-         spec.template.spec.containers[0] \"web\": image \"old_app:1\" has name \"old_app\", \
-         which does not start with any of \"msalinasc_\", \"new_\""
-    );
-    ensure!(
-        denied.as_deref() == Some(expected.as_str()),
-        "old_app:1 after the upgrade: {denied:?}, not {expected:?}"
-    );
+    // Every pod answers with the new prefixes from now on.
+    for _ in 0..10 {
+        in_force().await?;
+    }
     Ok(())
 }
 
@@ -1197,20 +1200,6 @@ async fn verdict(cluster: &Cluster, ns: &str, image: &str) -> Result<Option<Stri
         Err(kube::Error::Api(status)) if status.code == 403 => Ok(Some(status.message)),
         Err(error) => Err(error.into()),
     }
-}
-
-/// The names of the chart release's webhook pods (its namespace holds no others).
-async fn release_pods(cluster: &Cluster) -> Result<Vec<String>> {
-    let pods = Api::<Pod>::namespaced(cluster.client.clone(), HELM_RELEASE)
-        .list(&ListParams::default().labels("app.kubernetes.io/name=validator-webhook"))
-        .await?;
-    let names: Vec<String> = pods
-        .items
-        .into_iter()
-        .filter_map(|pod| pod.metadata.name)
-        .collect();
-    ensure!(!names.is_empty(), "the release has no pods");
-    Ok(names)
 }
 
 fn on_kind(cluster: &Cluster) -> Result<&Kind> {
