@@ -53,6 +53,14 @@ impl Kubectl {
             .env("KUBECONFIG", &self.kubeconfig)
     }
 
+    /// `kubectl <args>` as a command, for what must run without this process (an interrupt's
+    /// undo).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        command
+    }
+
     /// `kubectl <args>`, run in `dir` so that file names in messages are as given.
     pub fn run_in(&self, dir: &Path, args: &[&str]) -> Result<Output> {
         let output = Command::new(&self.binary)

@@ -9,9 +9,11 @@
 //! - [`install`]: `deploy/` copied, given a certificate and applied.
 //! - [`overlays`]: the other overlays, dry-run against the API server.
 //! - [`https`]: talking to the webhook directly, as the API server does.
+//! - [`helm`]: the pinned Helm and the chart.
 //! - [`pki`], [`kubectl`], [`process`], [`paths`]: the pieces those are made of.
 
 pub mod cluster;
+pub mod helm;
 pub mod https;
 pub mod install;
 pub mod kind;

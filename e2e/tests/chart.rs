@@ -8,19 +8,15 @@
 //! pinned control plane (`just control-plane`).
 
 use std::{
-    collections::BTreeSet,
-    future::Future,
-    path::{Path, PathBuf},
-    pin::Pin,
-    process::Command,
-    sync::Arc,
+    collections::BTreeSet, future::Future, path::PathBuf, pin::Pin, process::Command, sync::Arc,
 };
 
 use anyhow::{Context, Result, bail, ensure};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use e2e::{
+    helm::{Helm, chart},
     install::Manifests,
-    kubectl::{Kubectl, Output},
+    kubectl::Kubectl,
     local::{Assets, ControlPlane},
     overlays, paths,
     process::run,
@@ -160,58 +156,18 @@ impl Env {
     }
 }
 
-/// The pinned helm, with its configuration, cache and data kept in the work directory.
-struct Helm {
-    binary: PathBuf,
-    home: PathBuf,
+/// `helm template` of the chart as the release the comparisons use.
+trait Template {
+    fn template(&self, extra: &[&str]) -> Result<String>;
 }
 
-impl Helm {
-    fn build(work: &Path) -> Result<Self> {
-        let script = paths::repository().join("e2e/helm/build.sh");
-        let dir = run(&mut Command::new(&script)).context("e2e/helm/build.sh failed")?;
-        let binary = PathBuf::from(dir.trim()).join("helm");
-        ensure!(binary.is_file(), "{} is missing", binary.display());
-        let home = work.join("helm");
-        std::fs::create_dir_all(&home)?;
-        Ok(Self { binary, home })
-    }
-
-    fn run(&self, args: &[&str]) -> Result<Output> {
-        let output = Command::new(&self.binary)
-            .args(args)
-            .env("HELM_CACHE_HOME", self.home.join("cache"))
-            .env("HELM_CONFIG_HOME", self.home.join("config"))
-            .env("HELM_DATA_HOME", self.home.join("data"))
-            .current_dir(paths::repository())
-            .output()
-            .with_context(|| format!("cannot run {}", self.binary.display()))?;
-        Ok(output.into())
-    }
-
-    fn ok(&self, args: &[&str]) -> Result<String> {
-        let output = self.run(args)?;
-        ensure!(
-            output.success,
-            "helm {} failed: {}{}",
-            args.join(" "),
-            output.stdout.trim(),
-            output.stderr.trim()
-        );
-        Ok(output.stdout)
-    }
-
-    /// `helm template` of the chart as the release the comparisons use, with extra arguments.
+impl Template for Helm {
     fn template(&self, extra: &[&str]) -> Result<String> {
         let chart = chart().to_string_lossy().into_owned();
         let mut args = vec!["template", RELEASE, &chart, "--namespace", NAMESPACE];
         args.extend_from_slice(extra);
         self.ok(&args)
     }
-}
-
-fn chart() -> PathBuf {
-    paths::repository().join("charts/validator-webhook")
 }
 
 /// The values files under `ci/`, one per optional feature, sorted.

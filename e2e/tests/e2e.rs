@@ -7,11 +7,12 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use anyhow::{Context, Result, ensure};
 use e2e::{
     cluster::{BackendKind, Cluster, Kind, WEBHOOK_DEPLOYMENT, WEBHOOK_NAMESPACE},
+    helm::{self, Helm},
     install::Manifests,
     kind,
     load::Load,
     manifest, overlays, paths,
-    process::wait_for,
+    process::{forget_undo, undo_on_interrupt, wait_for},
 };
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet},
@@ -77,6 +78,7 @@ fn cases() -> Vec<(&'static str, Runs, Case)> {
             webhook_pods_are_ready_as_uid_65532_from_the_image_just_built,
             admitted_deployment_pods_reach_running,
             rolling_restart_under_load_loses_no_admission,
+            helm_upgrade_under_load_loses_no_admission_and_applies_the_new_prefix,
         ],
         OnBoth: [fails_closed_while_the_webhook_is_down],
     ]
@@ -914,6 +916,292 @@ async fn rolling_restart_under_load_loses_no_admission(cluster: Arc<Cluster>) ->
     );
     cluster.delete_namespace(&ns).await;
     Ok(())
+}
+
+/// The chart's release in the Helm case, in a namespace of the same name: its objects are
+/// named apart from `deploy/`'s, which stay installed.
+const HELM_RELEASE: &str = "vw-helm";
+
+/// `helm install` of the chart (prefixes `msalinasc_` and `old_`), then `helm upgrade` to
+/// `msalinasc_` and `new_` while eight clients create through the API server: no admission is
+/// lost while the pods take the new policy, and once they have `new_` is admitted and `old_`
+/// denied with the policy's message. `deploy/`'s ValidatingWebhookConfiguration is set aside
+/// for the case, so that only the chart's webhook judges, and put back afterwards (also on
+/// failure and on Ctrl-C).
+async fn helm_upgrade_under_load_loses_no_admission_and_applies_the_new_prefix(
+    cluster: Arc<Cluster>,
+) -> Result<()> {
+    on_kind(&cluster)?;
+    let work = tempfile::tempdir()?;
+    let helm = Helm::build(work.path())?;
+    let ns = cluster.namespace("helm-upgrade").await?;
+
+    // deploy/'s configuration, as it can be created again.
+    let mut saved: serde_json::Value = serde_json::from_str(&cluster.kubectl.ok(&[
+        "get",
+        "validatingwebhookconfiguration",
+        testkit::names::CONFIGURATION,
+        "-o",
+        "json",
+    ])?)?;
+    if let Some(metadata) = saved["metadata"].as_object_mut() {
+        for field in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "managedFields",
+        ] {
+            metadata.remove(field);
+        }
+    }
+    let saved_file = work.path().join("deploy-configuration.json");
+    std::fs::write(&saved_file, saved.to_string())?;
+    let saved_file = saved_file.to_string_lossy().into_owned();
+    const RESTORE: &str = "restore deploy/'s ValidatingWebhookConfiguration";
+    undo_on_interrupt(
+        RESTORE,
+        &cluster.kubectl.command(&["create", "-f", &saved_file]),
+    );
+    cluster.kubectl.ok(&[
+        "delete",
+        "validatingwebhookconfiguration",
+        testkit::names::CONFIGURATION,
+    ])?;
+
+    const UNINSTALL: &str = "uninstall the chart's e2e release";
+    let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
+    let uninstall = [
+        "uninstall",
+        HELM_RELEASE,
+        "--namespace",
+        HELM_RELEASE,
+        "--kubeconfig",
+        &kubeconfig,
+        "--wait",
+    ];
+    const DELETE_NAMESPACE: &str = "delete the chart's e2e namespace";
+    let delete_namespace = [
+        "delete",
+        "namespace",
+        HELM_RELEASE,
+        "--ignore-not-found",
+        "--wait=false",
+    ];
+    undo_on_interrupt(
+        DELETE_NAMESPACE,
+        &cluster.kubectl.command(&delete_namespace),
+    );
+    undo_on_interrupt(UNINSTALL, &helm.command(&uninstall));
+    let outcome = install_and_upgrade_the_chart(&cluster, &helm, &ns).await;
+
+    let uninstalled = helm.ok(&uninstall);
+    forget_undo(UNINSTALL);
+    let deleted = cluster.kubectl.ok(&delete_namespace);
+    forget_undo(DELETE_NAMESPACE);
+    let restored = cluster.kubectl.ok(&["create", "-f", &saved_file]);
+    forget_undo(RESTORE);
+    // The cases after this one need deploy/'s webhook judging again.
+    let restored = match restored {
+        Ok(_) => {
+            let judging = format!("admission webhook \"{WEBHOOK}\" denied");
+            wait_for(
+                "deploy/'s webhook judging again",
+                Duration::from_secs(60),
+                || async {
+                    let denied = verdict(&cluster, &ns, "nginx:1").await?.unwrap_or_default();
+                    ensure!(denied.starts_with(&judging), "{denied:?}");
+                    Ok(())
+                },
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    cluster.delete_namespace(&ns).await;
+    outcome?;
+    uninstalled.context("helm uninstall")?;
+    deleted?;
+    restored.context("restoring deploy/'s ValidatingWebhookConfiguration")?;
+    Ok(())
+}
+
+async fn install_and_upgrade_the_chart(cluster: &Cluster, helm: &Helm, ns: &str) -> Result<()> {
+    const CLIENTS: usize = 8;
+    const AT_LEAST: Duration = Duration::from_secs(30);
+    let built = kind::webhook_image();
+    let (repository, tag) = built
+        .rsplit_once(':')
+        .with_context(|| format!("{built} has no tag"))?;
+    let chart = helm::chart().to_string_lossy().into_owned();
+    let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
+    let release = |verb: &'static str, extra: Vec<String>| {
+        let mut args: Vec<String> = [
+            verb,
+            HELM_RELEASE,
+            &chart,
+            "--namespace",
+            HELM_RELEASE,
+            "--kubeconfig",
+            &kubeconfig,
+            "--wait",
+            "--timeout",
+            "180s",
+        ]
+        .map(str::to_owned)
+        .into();
+        args.extend(extra);
+        args
+    };
+
+    // As the chart's README quick start does it.
+    let started = std::time::Instant::now();
+    cluster.kubectl.ok(&["create", "namespace", HELM_RELEASE])?;
+    cluster.kubectl.ok(&[
+        "label",
+        "namespace",
+        HELM_RELEASE,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ])?;
+    let install = release(
+        "install",
+        vec![
+            "--set".to_owned(),
+            format!("image.repository={repository},image.tag={tag},image.pullPolicy=Never"),
+            "--set".to_owned(),
+            "allowedPrefixes={msalinasc_,old_}".to_owned(),
+        ],
+    );
+    helm.ok(&install.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let installed_in = started.elapsed();
+    // The configuration is in place once the API server asks the chart's webhook.
+    wait_for(
+        "the chart's webhook judging",
+        Duration::from_secs(60),
+        || async {
+            ensure!(
+                verdict(cluster, ns, "old_app:1").await?.is_none(),
+                "old_ denied"
+            );
+            ensure!(
+                verdict(cluster, ns, "nginx:1").await?.is_some(),
+                "nginx admitted"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+
+    let load = Load::start(
+        &cluster.client,
+        ns,
+        CLIENTS,
+        manifest("good-deployment.yaml")?,
+        manifest("bad-deployment.yaml")?,
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let started = std::time::Instant::now();
+    let upgrade = release(
+        "upgrade",
+        vec![
+            "--reuse-values".to_owned(),
+            "--set".to_owned(),
+            "allowedPrefixes={msalinasc_,new_}".to_owned(),
+        ],
+    );
+    // Off the runtime's threads, so the load keeps going.
+    let helm_run = helm.clone();
+    let upgraded = tokio::task::spawn_blocking(move || {
+        helm_run.ok(&upgrade.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await?
+    .map(drop);
+    // The prefixes live in the policy ConfigMap, which the pods reload once the kubelet has
+    // refreshed their volume (no rollout): wait until every answer is the new policy's.
+    let webhook = format!("{HELM_RELEASE}-validator-webhook.{HELM_RELEASE}.svc");
+    let expected = format!(
+        "admission webhook \"{webhook}\" denied the request: Invalid image name: \
+         spec.template.spec.containers[0] \"web\": image \"old_app:1\" has name \"old_app\", \
+         which does not start with any of \"msalinasc_\", \"new_\""
+    );
+    let in_force = || async {
+        ensure!(
+            verdict(cluster, ns, "new_app:1").await?.is_none(),
+            "new_app:1 denied"
+        );
+        let denied = verdict(cluster, ns, "old_app:1").await?;
+        ensure!(
+            denied.as_deref() == Some(expected.as_str()),
+            "old_app:1: {denied:?}, not {expected:?}"
+        );
+        Ok(())
+    };
+    let upgraded = match upgraded {
+        Ok(()) => {
+            wait_for(
+                "the new prefixes in force",
+                Duration::from_secs(180),
+                in_force,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    let upgrade_took = started.elapsed();
+    if let Some(rest) = AT_LEAST.checked_sub(load.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    let tally = load.stop().await?;
+    upgraded?;
+    let line = format!(
+        "helm install in {:.1} s; helm upgrade under load ({CLIENTS} clients, {:.1} s until the new prefixes were in force): {tally}",
+        installed_in.as_secs_f64(),
+        upgrade_took.as_secs_f64()
+    );
+    eprintln!("    {line}");
+    for error in &tally.first_errors {
+        eprintln!("    failed: {error}");
+    }
+    cluster.note(line);
+    ensure!(
+        tally.failed == 0,
+        "{} requests failed during the upgrade; the first: {:?}",
+        tally.failed,
+        tally.first_errors
+    );
+    ensure!(
+        tally.admitted > 0 && tally.denied > 0,
+        "no load was made: {tally}"
+    );
+
+    // Every pod answers with the new prefixes from now on.
+    for _ in 0..10 {
+        in_force().await?;
+    }
+    Ok(())
+}
+
+/// A server-side dry-run create of `good-deployment.yaml` with `image`: `None` when admitted,
+/// the message when the policy denied it, an error otherwise.
+async fn verdict(cluster: &Cluster, ns: &str, image: &str) -> Result<Option<String>> {
+    let mut deployment: Deployment = manifest("good-deployment.yaml")?;
+    let containers = (deployment.spec.as_mut())
+        .and_then(|spec| spec.template.spec.as_mut())
+        .map(|spec| &mut spec.containers)
+        .context("good-deployment.yaml has no pod spec")?;
+    containers[0].image = Some(image.to_owned());
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match Api::<Deployment>::namespaced(cluster.client.clone(), ns)
+        .create(&params, &deployment)
+        .await
+    {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(status)) if status.code == 403 => Ok(Some(status.message)),
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn on_kind(cluster: &Cluster) -> Result<&Kind> {
