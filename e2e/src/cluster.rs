@@ -362,6 +362,63 @@ impl Cluster {
         self.wait_until_ready().await
     }
 
+    /// Where `certs` wrote the webhook's certificate: running `certs` there again renews it
+    /// (on the local backend the webhook reads its files from there).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.work.join("deploy/overlays/certs/generated")
+    }
+
+    /// Applies the overlay the webhook was installed from again, as an operator does after
+    /// `certs` changed the certificate: the Secret and the webhook configuration's caBundle.
+    pub fn reapply(&self) -> Result<()> {
+        let overlay = match &self.backend {
+            Backend::Local(_) => "certs",
+            Backend::Kind(_) => "kind",
+        };
+        let dir = self.work.join("deploy/overlays").join(overlay);
+        self.kubectl.ok(&["apply", "-k", &dir.to_string_lossy()])?;
+        Ok(())
+    }
+
+    /// The `/metrics` text of every webhook replica: the local process's, or each pod's
+    /// through the API server's pod proxy on kind.
+    pub async fn webhook_metrics(&self) -> Result<Vec<String>> {
+        match &self.backend {
+            Backend::Local(local) => {
+                let address = local
+                    .webhook
+                    .metrics_address()
+                    .context("the Deployment sets no VALIDATOR_WEBHOOK_METRICS_LISTEN")?;
+                Ok(vec![http_get(address, "/metrics").await?])
+            }
+            Backend::Kind(_) => {
+                let pods = self.kubectl.ok(&[
+                    "get",
+                    "pods",
+                    "-n",
+                    WEBHOOK_NAMESPACE,
+                    "-l",
+                    "app.kubernetes.io/name=validator-webhook",
+                    "--field-selector=status.phase=Running",
+                    "-o",
+                    "name",
+                ])?;
+                pods.lines()
+                    .filter_map(|line| line.strip_prefix("pod/"))
+                    .map(|pod| {
+                        self.kubectl.ok(&[
+                            "get",
+                            "--raw",
+                            &format!(
+                                "/api/v1/namespaces/{WEBHOOK_NAMESPACE}/pods/{pod}:9090/proxy/metrics"
+                            ),
+                        ])
+                    })
+                    .collect()
+            }
+        }
+    }
+
     /// Writes the EndpointSlice that routes the Service to the local webhook.
     fn publish_endpoint(&self) -> Result<()> {
         if let Backend::Local(local) = &self.backend {
@@ -448,6 +505,33 @@ fn guard_count() -> Result<u64> {
         .trim()
         .parse()
         .with_context(|| format!("{} --guard-count printed {count:?}", script.display()))
+}
+
+/// A plain HTTP/1.0 GET, enough for the webhook's metrics listener.
+async fn http_get(address: SocketAddrV4, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        anyhow::Ok(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), fetch)
+        .await
+        .with_context(|| format!("GET http://{address}{path} timed out"))??;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("GET http://{address}{path}: no HTTP response"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!(
+            "GET http://{address}{path}: {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(body.to_owned())
 }
 
 async fn client(kubeconfig: &Path) -> Result<Client> {

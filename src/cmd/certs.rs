@@ -356,7 +356,9 @@ fn yaml(value: &serde_json::Value) -> String {
 
 /// Replaces `path` whole: readers see the old content or the new, never a part.
 fn write(path: &Path, content: &str, private: bool) -> Result<(), CertsError> {
-    let staging = path.with_extension("tmp");
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(".tmp");
+    let staging = PathBuf::from(staging);
     let result = (|| {
         use std::os::unix::fs::OpenOptionsExt;
         let mode = if private { 0o600 } else { 0o644 };
