@@ -92,6 +92,8 @@ pub struct Cluster {
     backend: Backend,
     work: PathBuf,
     namespaces: AtomicU32,
+    /// Second instances started by local rolling restarts, to name their logs.
+    surges: AtomicU32,
     /// Lines for the summary printed when the run ends.
     summary: Mutex<Vec<String>>,
 }
@@ -145,6 +147,7 @@ impl Cluster {
             backend: Backend::Local(Box::new(Local { webhook, plane })),
             work,
             namespaces: AtomicU32::new(0),
+            surges: AtomicU32::new(0),
             summary: Mutex::default(),
         };
         cluster.publish_endpoint()?;
@@ -210,6 +213,7 @@ impl Cluster {
             })),
             work,
             namespaces: AtomicU32::new(0),
+            surges: AtomicU32::new(0),
             summary: Mutex::new(summary),
         })
     }
@@ -419,6 +423,90 @@ impl Cluster {
         }
     }
 
+    /// Runs `validator-webhook certs` with `args` where the webhook's certificate is, and
+    /// applies the result, as an operator renewing or rotating it does.
+    pub fn certs(&self, args: &[&str]) -> Result<()> {
+        let mut command = Command::new(paths::webhook_binary()?);
+        command
+            .arg("certs")
+            .arg("--out-dir")
+            .arg(self.certs_dir())
+            .args(args);
+        run(&mut command)?;
+        self.reapply()
+    }
+
+    /// The process id of the local webhook (none on kind).
+    pub fn webhook_pid(&self) -> Option<u32> {
+        match &self.backend {
+            Backend::Local(local) => local.webhook.pid(),
+            Backend::Kind(_) => None,
+        }
+    }
+
+    /// Restarts the webhook as a rolling update does, without losing a request: on kind by
+    /// `kubectl rollout restart`; locally, a second instance joins the Service, the first
+    /// leaves it before it is stopped and started again, and then the second leaves and stops.
+    pub async fn rolling_restart(&self) -> Result<()> {
+        // Long enough for the API server to see an EndpointSlice change.
+        const PROPAGATION: Duration = Duration::from_secs(2);
+        let local = match &self.backend {
+            Backend::Kind(_) => {
+                self.kubectl.ok(&[
+                    "rollout",
+                    "restart",
+                    WEBHOOK_DEPLOYMENT,
+                    "-n",
+                    WEBHOOK_NAMESPACE,
+                ])?;
+                self.kubectl.ok(&[
+                    "rollout",
+                    "status",
+                    WEBHOOK_DEPLOYMENT,
+                    "-n",
+                    WEBHOOK_NAMESPACE,
+                    "--timeout=180s",
+                ])?;
+                return Ok(());
+            }
+            Backend::Local(local) => local,
+        };
+        let surges = self.surges.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut surge = local
+            .webhook
+            .start_surge(&format!("webhook-surge-{surges}"))?;
+        let (ip, port) = local.webhook.surge_address();
+        wait_listening(SocketAddrV4::new(ip, port)).await?;
+        surge.ensure_running()?;
+        let slice = "validator-webhook-service-e2e-surge";
+        self.apply_json(&crate::local::named_endpoint_slice(slice, ip, port))?;
+        tokio::time::sleep(PROPAGATION).await;
+        let primary = "validator-webhook-service-e2e";
+        self.kubectl
+            .ok(&["delete", "endpointslice", "-n", WEBHOOK_NAMESPACE, primary])?;
+        tokio::time::sleep(PROPAGATION).await;
+        local.webhook.stop();
+        local.webhook.start()?;
+        let (ip, port) = local.webhook.address();
+        wait_listening(SocketAddrV4::new(ip, port)).await?;
+        local.webhook.ensure_running()?;
+        self.publish_endpoint()?;
+        tokio::time::sleep(PROPAGATION).await;
+        self.kubectl
+            .ok(&["delete", "endpointslice", "-n", WEBHOOK_NAMESPACE, slice])?;
+        tokio::time::sleep(PROPAGATION).await;
+        tokio::task::spawn_blocking(move || surge.stop(Duration::from_secs(20))).await?;
+        Ok(())
+    }
+
+    fn apply_json(&self, object: &serde_json::Value) -> Result<()> {
+        let name = object["metadata"]["name"].as_str().unwrap_or("object");
+        let file = self.work.join(format!("{name}.json"));
+        std::fs::write(&file, object.to_string())?;
+        self.kubectl.ok(&["apply", "-f", &file.to_string_lossy()])?;
+        Ok(())
+    }
+
     /// Writes the EndpointSlice that routes the Service to the local webhook.
     fn publish_endpoint(&self) -> Result<()> {
         if let Backend::Local(local) = &self.backend {
@@ -505,6 +593,16 @@ fn guard_count() -> Result<u64> {
         .trim()
         .parse()
         .with_context(|| format!("{} --guard-count printed {count:?}", script.display()))
+}
+
+/// Waits until something accepts TCP connections at `address`.
+async fn wait_listening(address: SocketAddrV4) -> Result<()> {
+    wait_for(
+        &format!("a listener at {address}"),
+        Duration::from_secs(30),
+        || async { Ok(tokio::net::TcpStream::connect(address).await.map(drop)?) },
+    )
+    .await
 }
 
 /// A plain HTTP/1.0 GET, enough for the webhook's metrics listener.
