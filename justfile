@@ -13,7 +13,7 @@ default:
 run *args:
     cargo run -- {{ args }}
 
-# Everything CI runs: lint, unit and snapshot tests, the static binary, the e2e suite on a local control plane, then the image, its smoke test and the e2e suite on kind.
+# Everything CI runs: lint, unit and snapshot tests, the static binary, the e2e suite on a local control plane, the VAP parity suite, the chart, then the image, its smoke test and the e2e suite on kind.
 test: lint unit e2e-static e2e-local e2e-parity chart image e2e-image e2e
 
 # Formatting, clippy, and the lint of the Dockerfile, the workflow and the shell in recipes.
@@ -35,6 +35,39 @@ unit:
 snapshots:
     INSTA_UPDATE=new cargo test --test reviews --test http || true
     @ls snapshots/*.snap.new 2>/dev/null && echo "review them with: cargo insta review (cargo install cargo-insta)" || echo "no snapshot changed"
+
+# Fuzz the review decoder and the image reference parser for 30 s each; a crash fails and its input is kept in fuzz/artifacts/.
+fuzz-quick: (fuzz "30")
+
+# Fuzz each target for `seconds` (default 10 min), from the fixtures and the corpus of earlier runs in fuzz/corpus/.
+fuzz seconds="600": _cargo-fuzz
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # libFuzzer's instrumentation without a sanitizer, on the stable toolchain.
+    export RUSTC_BOOTSTRAP=1 CARGO_INCREMENTAL=0
+    cd fuzz
+    declare -A seeds=(
+        [review]="../tests/fixtures/reviews ../examples ../snapshots"
+        [image_reference]="seeds/image_reference"
+    )
+    log="$(mktemp)"
+    trap 'rm -f "$log"' EXIT
+    for target in review image_reference; do
+        mkdir -p "corpus/$target" artifacts
+        # shellcheck disable=SC2086 # the seed directories are separate words
+        if ! cargo fuzz run --sanitizer none "$target" "corpus/$target" ${seeds[$target]} -- \
+            -max_total_time={{ seconds }} -print_final_stats=1 -close_fd_mask=3 \
+            -artifact_prefix="artifacts/$target-" >"$log" 2>&1; then
+            tail -n 40 "$log" >&2
+            echo "fuzz target $target failed: the input is in fuzz/artifacts/; make it a regression test" >&2
+            exit 1
+        fi
+        printf '%s: %s\n' "$target" "$(grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' "$log" | tr '\n' ' ')"
+    done
+
+# cargo-fuzz, installed from crates.io when missing.
+_cargo-fuzz:
+    @command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 
 # Check manifests offline with the webhook's policy, e.g. `just check deploy.yaml`.
 check *files:
@@ -67,6 +100,11 @@ e2e-parity: control-plane
 cluster-up: control-plane
     cargo build -p validator-webhook -p e2e --bin validator-webhook --bin cluster-up --locked
     target/debug/cluster-up
+
+# Load through the API server on the local control plane for SOAK_SECONDS (default 120) while the certificate is renewed, the CA rotated and the webhook restarted; fails on any lost request (root).
+soak: control-plane
+    cargo build -p validator-webhook -p e2e --bin validator-webhook --bin soak --locked
+    target/debug/soak
 
 # The image's runtime half without Docker: the static binary alone in an empty, read-only root.
 e2e-static: (_require "musl-gcc")

@@ -92,6 +92,8 @@ pub struct Cluster {
     backend: Backend,
     work: PathBuf,
     namespaces: AtomicU32,
+    /// Second instances started by local rolling restarts, to name their logs.
+    surges: AtomicU32,
     /// Lines for the summary printed when the run ends.
     summary: Mutex<Vec<String>>,
 }
@@ -154,6 +156,7 @@ impl Cluster {
             backend: Backend::Local(Box::new(Local { webhook, plane })),
             work,
             namespaces: AtomicU32::new(0),
+            surges: AtomicU32::new(0),
             summary: Mutex::default(),
         };
         cluster.publish_endpoint()?;
@@ -219,6 +222,7 @@ impl Cluster {
             })),
             work,
             namespaces: AtomicU32::new(0),
+            surges: AtomicU32::new(0),
             summary: Mutex::new(summary),
         })
     }
@@ -446,6 +450,147 @@ impl Cluster {
         self.wait_until_ready().await
     }
 
+    /// Where `certs` wrote the webhook's certificate: running `certs` there again renews it
+    /// (on the local backend the webhook reads its files from there).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.work.join("deploy/overlays/certs/generated")
+    }
+
+    /// Applies the overlay the webhook was installed from again, as an operator does after
+    /// `certs` changed the certificate: the Secret and the webhook configuration's caBundle.
+    pub fn reapply(&self) -> Result<()> {
+        let overlay = match &self.backend {
+            Backend::Local(_) => "certs",
+            Backend::Kind(_) => "kind",
+        };
+        let dir = self.work.join("deploy/overlays").join(overlay);
+        self.kubectl.ok(&["apply", "-k", &dir.to_string_lossy()])?;
+        Ok(())
+    }
+
+    /// The `/metrics` text of every webhook replica: the local process's, or each pod's
+    /// through the API server's pod proxy on kind.
+    pub async fn webhook_metrics(&self) -> Result<Vec<String>> {
+        match &self.backend {
+            Backend::Local(local) => {
+                let address = local
+                    .webhook
+                    .metrics_address()
+                    .context("the Deployment sets no VALIDATOR_WEBHOOK_METRICS_LISTEN")?;
+                Ok(vec![http_get(address, "/metrics").await?])
+            }
+            Backend::Kind(_) => {
+                let pods = self.kubectl.ok(&[
+                    "get",
+                    "pods",
+                    "-n",
+                    WEBHOOK_NAMESPACE,
+                    "-l",
+                    "app.kubernetes.io/name=validator-webhook",
+                    "--field-selector=status.phase=Running",
+                    "-o",
+                    "name",
+                ])?;
+                pods.lines()
+                    .filter_map(|line| line.strip_prefix("pod/"))
+                    .map(|pod| {
+                        self.kubectl.ok(&[
+                            "get",
+                            "--raw",
+                            &format!(
+                                "/api/v1/namespaces/{WEBHOOK_NAMESPACE}/pods/{pod}:9090/proxy/metrics"
+                            ),
+                        ])
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Runs `validator-webhook certs` with `args` where the webhook's certificate is, and
+    /// applies the result, as an operator renewing or rotating it does.
+    pub fn certs(&self, args: &[&str]) -> Result<()> {
+        let mut command = Command::new(paths::webhook_binary()?);
+        command
+            .arg("certs")
+            .arg("--out-dir")
+            .arg(self.certs_dir())
+            .args(args);
+        run(&mut command)?;
+        self.reapply()
+    }
+
+    /// The process id of the local webhook (none on kind).
+    pub fn webhook_pid(&self) -> Option<u32> {
+        match &self.backend {
+            Backend::Local(local) => local.webhook.pid(),
+            Backend::Kind(_) => None,
+        }
+    }
+
+    /// Restarts the webhook as a rolling update does, without losing a request: on kind by
+    /// `kubectl rollout restart`; locally, a second instance joins the Service, the first
+    /// leaves it before it is stopped and started again, and then the second leaves and stops.
+    pub async fn rolling_restart(&self) -> Result<()> {
+        // Long enough for the API server to see an EndpointSlice change.
+        const PROPAGATION: Duration = Duration::from_secs(2);
+        let local = match &self.backend {
+            Backend::Kind(_) => {
+                self.kubectl.ok(&[
+                    "rollout",
+                    "restart",
+                    WEBHOOK_DEPLOYMENT,
+                    "-n",
+                    WEBHOOK_NAMESPACE,
+                ])?;
+                self.kubectl.ok(&[
+                    "rollout",
+                    "status",
+                    WEBHOOK_DEPLOYMENT,
+                    "-n",
+                    WEBHOOK_NAMESPACE,
+                    "--timeout=180s",
+                ])?;
+                return Ok(());
+            }
+            Backend::Local(local) => local,
+        };
+        let surges = self.surges.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut surge = local
+            .webhook
+            .start_surge(&format!("webhook-surge-{surges}"))?;
+        let (ip, port) = local.webhook.surge_address();
+        wait_listening(SocketAddrV4::new(ip, port)).await?;
+        surge.ensure_running()?;
+        let slice = "validator-webhook-service-e2e-surge";
+        self.apply_json(&crate::local::named_endpoint_slice(slice, ip, port))?;
+        tokio::time::sleep(PROPAGATION).await;
+        let primary = "validator-webhook-service-e2e";
+        self.kubectl
+            .ok(&["delete", "endpointslice", "-n", WEBHOOK_NAMESPACE, primary])?;
+        tokio::time::sleep(PROPAGATION).await;
+        local.webhook.stop();
+        local.webhook.start()?;
+        let (ip, port) = local.webhook.address();
+        wait_listening(SocketAddrV4::new(ip, port)).await?;
+        local.webhook.ensure_running()?;
+        self.publish_endpoint()?;
+        tokio::time::sleep(PROPAGATION).await;
+        self.kubectl
+            .ok(&["delete", "endpointslice", "-n", WEBHOOK_NAMESPACE, slice])?;
+        tokio::time::sleep(PROPAGATION).await;
+        tokio::task::spawn_blocking(move || surge.stop(Duration::from_secs(20))).await?;
+        Ok(())
+    }
+
+    fn apply_json(&self, object: &serde_json::Value) -> Result<()> {
+        let name = object["metadata"]["name"].as_str().unwrap_or("object");
+        let file = self.work.join(format!("{name}.json"));
+        std::fs::write(&file, object.to_string())?;
+        self.kubectl.ok(&["apply", "-f", &file.to_string_lossy()])?;
+        Ok(())
+    }
+
     /// Writes the EndpointSlice that routes the Service to the local webhook.
     fn publish_endpoint(&self) -> Result<()> {
         if let Backend::Local(local) = &self.backend {
@@ -553,6 +698,43 @@ fn guard_count() -> Result<u64> {
         .trim()
         .parse()
         .with_context(|| format!("{} --guard-count printed {count:?}", script.display()))
+}
+
+/// Waits until something accepts TCP connections at `address`.
+async fn wait_listening(address: SocketAddrV4) -> Result<()> {
+    wait_for(
+        &format!("a listener at {address}"),
+        Duration::from_secs(30),
+        || async { Ok(tokio::net::TcpStream::connect(address).await.map(drop)?) },
+    )
+    .await
+}
+
+/// A plain HTTP/1.0 GET, enough for the webhook's metrics listener.
+async fn http_get(address: SocketAddrV4, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        anyhow::Ok(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), fetch)
+        .await
+        .with_context(|| format!("GET http://{address}{path} timed out"))??;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("GET http://{address}{path}: no HTTP response"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!(
+            "GET http://{address}{path}: {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(body.to_owned())
 }
 
 async fn client(kubeconfig: &Path) -> Result<Client> {

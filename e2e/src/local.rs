@@ -358,19 +358,7 @@ impl LocalWebhook {
     /// Starts the binary with the Deployment's arguments and environment; the Secret's mount
     /// path is where `certs` wrote the files, and each ConfigMap's is its projection.
     pub fn start(&self) -> Result<()> {
-        let mount = format!("{}/", self.certs.display());
-        let env: Vec<(String, String)> = (self.container.env.iter())
-            .map(|(name, value)| {
-                let mut value = value.replace("/tls/", &mount);
-                for (path, config_map) in &self.container.config_maps {
-                    let local = self.config_map_dir(config_map);
-                    value = value.replace(&format!("{path}/"), &format!("{}/", local.display()));
-                }
-                (name.clone(), value)
-            })
-            .collect();
-        let mut command = self.host.command(&self.binary, &env);
-        command.args(&self.container.args);
+        let command = self.command(&[]);
         let starts = {
             let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
             *starts += 1;
@@ -384,6 +372,56 @@ impl LocalWebhook {
         let process = Process::spawn(&name, command, &self.logs)?;
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Some(process);
         Ok(())
+    }
+
+    /// The binary as the Deployment runs it, with some variables of its environment changed.
+    fn command(&self, overrides: &[(&str, String)]) -> std::process::Command {
+        let mount = format!("{}/", self.certs.display());
+        let env: Vec<(String, String)> = (self.container.env.iter())
+            .map(|(name, value)| {
+                if let Some((_, value)) = overrides.iter().find(|(n, _)| n == name) {
+                    return (name.clone(), value.clone());
+                }
+                let mut value = value.replace("/tls/", &mount);
+                for (path, config_map) in &self.container.config_maps {
+                    let local = self.config_map_dir(config_map);
+                    value = value.replace(&format!("{path}/"), &format!("{}/", local.display()));
+                }
+                (name.clone(), value)
+            })
+            .collect();
+        let mut command = self.host.command(&self.binary, &env);
+        command.args(&self.container.args);
+        command
+    }
+
+    /// A second instance beside the first, as a rolling update surges one: the same files, on
+    /// the port after the webhook's and the port after the metrics port. Its address is
+    /// [`Self::surge_address`]; it stops when the returned process is dropped.
+    pub fn start_surge(&self, name: &str) -> Result<Process> {
+        let metrics = self.metrics_address().map_or(0, |a| a.port());
+        let command = self.command(&[
+            (
+                "VALIDATOR_WEBHOOK_LISTEN",
+                format!("0.0.0.0:{}", self.container.port + 1),
+            ),
+            (
+                "VALIDATOR_WEBHOOK_METRICS_LISTEN",
+                format!("0.0.0.0:{}", metrics + 1),
+            ),
+        ]);
+        Process::spawn(name, command, &self.logs)
+    }
+
+    pub fn surge_address(&self) -> (Ipv4Addr, u16) {
+        (self.host.ip, self.container.port + 1)
+    }
+
+    /// The process id of the running instance.
+    pub fn pid(&self) -> Option<u32> {
+        (self.process.lock().unwrap_or_else(|p| p.into_inner()))
+            .as_ref()
+            .map(Process::pid)
     }
 
     /// SIGTERM, as the kubelet does, and wait for the exit.
@@ -438,11 +476,16 @@ impl Drop for LocalWebhook {
 /// The EndpointSlice the endpoints controller would write for the Service if the Deployment's
 /// pod ran at the test host's address.
 pub fn endpoint_slice(ip: Ipv4Addr, port: u16) -> serde_json::Value {
+    named_endpoint_slice("validator-webhook-service-e2e", ip, port)
+}
+
+/// An EndpointSlice of the webhook's Service, named `name`.
+pub fn named_endpoint_slice(name: &str, ip: Ipv4Addr, port: u16) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": "validator-webhook-service-e2e",
+            "name": name,
             "namespace": "validator-webhook",
             "labels": {
                 "kubernetes.io/service-name": "validator-webhook-service",

@@ -30,7 +30,7 @@ impl Pki {
         };
 
         let ca = Ca::new("validator-webhook e2e CA", 7)?;
-        write("ca.crt", &ca.pem)?;
+        write("ca.crt", &ca.cert_pem)?;
 
         let serving_names = [
             "127.0.0.1",

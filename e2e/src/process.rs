@@ -120,6 +120,10 @@ impl Process {
         &self.name
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> &Path {
         &self.log
     }

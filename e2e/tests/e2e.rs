@@ -73,6 +73,7 @@ fn cases() -> Vec<(&'static str, Runs, Case)> {
             admits_and_records_an_audit_annotation_in_a_namespace_in_audit_mode,
             policy_file_change_takes_effect_without_a_restart,
             check_cluster_reports_what_enforcement_would_deny,
+            renewal_and_staged_ca_rotation_under_load_lose_no_admission,
         ],
         OnKindOnly: [
             webhook_pods_are_ready_as_uid_65532_from_the_image_just_built,
@@ -1202,6 +1203,113 @@ async fn verdict(cluster: &Cluster, ns: &str, image: &str) -> Result<Option<Stri
         Err(kube::Error::Api(status)) if status.code == 403 => Ok(Some(status.message)),
         Err(error) => Err(error.into()),
     }
+}
+
+/// Clients create through the API server while the serving certificate is renewed with
+/// `certs` and then the CA is replaced in its three stages, each applied as an operator would
+/// and waited for: every good Deployment is admitted and every bad one denied throughout.
+async fn renewal_and_staged_ca_rotation_under_load_lose_no_admission(
+    cluster: Arc<Cluster>,
+) -> Result<()> {
+    const CLIENTS: usize = 4;
+    let ns = cluster.namespace("certificate-rotation").await?;
+    let load = Load::start(
+        &cluster.client,
+        &ns,
+        CLIENTS,
+        manifest("good-deployment.yaml")?,
+        manifest("bad-deployment.yaml")?,
+    );
+    let dir = cluster.certs_dir();
+    let started = std::time::Instant::now();
+    let stages: [(&str, &[&str]); 4] = [
+        // A different validity each time the serving certificate changes, so that its expiry
+        // tells which certificate a replica serves.
+        ("renew", &["--validity-days", "300"]),
+        ("begin", &["--rotate-ca", "begin"]),
+        (
+            "switch",
+            &["--rotate-ca", "switch", "--validity-days", "200"],
+        ),
+        ("finish", &["--rotate-ca", "finish"]),
+    ];
+    let mut timings = Vec::new();
+    for (stage, args) in stages {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let stage_started = std::time::Instant::now();
+        let binary = paths::webhook_binary()?;
+        let mut command = std::process::Command::new(binary);
+        command.arg("certs").arg("--out-dir").arg(&dir).args(args);
+        e2e::process::run(&mut command).with_context(|| format!("certs, stage {stage}"))?;
+        cluster.reapply()?;
+        let expiry = not_after(&std::fs::read(dir.join("tls.crt"))?)?;
+        wait_for(
+            &format!("every replica serving the certificate of stage {stage}"),
+            Duration::from_secs(180),
+            || async {
+                let metrics = cluster.webhook_metrics().await?;
+                let served: Vec<_> = metrics.iter().map(|text| served_expiry(text)).collect();
+                ensure!(
+                    !served.is_empty() && served.iter().all(|s| *s == Some(expiry)),
+                    "replicas serve certificates expiring at {served:?}, not {expiry}"
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        timings.push(format!(
+            "{stage} {:.1} s",
+            stage_started.elapsed().as_secs_f64()
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tally = load.stop().await?;
+    let line = format!(
+        "certificate renewal and CA rotation under load ({CLIENTS} clients; {} ; {:.0} s): {tally}",
+        timings.join(", "),
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!("    {line}");
+    for error in &tally.first_errors {
+        eprintln!("    failed: {error}");
+    }
+    cluster.note(line);
+    ensure!(
+        tally.failed == 0,
+        "{} requests failed during the rotation; the first: {:?}",
+        tally.failed,
+        tally.first_errors
+    );
+    ensure!(
+        tally.admitted > 0 && tally.denied > 0,
+        "no load was made: {tally}"
+    );
+    let bundle = std::fs::read_to_string(dir.join("ca-bundle.crt"))?;
+    let ca = std::fs::read_to_string(dir.join("ca.crt"))?;
+    ensure!(
+        bundle == ca,
+        "the rotation did not end with one CA published"
+    );
+    cluster.delete_namespace(&ns).await;
+    Ok(())
+}
+
+/// When a PEM certificate expires, in seconds since the Unix epoch.
+fn not_after(pem: &[u8]) -> Result<i64> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let der = CertificateDer::from_pem_slice(pem).context("tls.crt holds no certificate")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+/// The expiry of the certificate a replica serves, from its metrics.
+fn served_expiry(metrics: &str) -> Option<i64> {
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("validator_webhook_certificate_expiry_timestamp_seconds ")
+        })
+        .and_then(|value| value.trim().parse().ok())
 }
 
 fn on_kind(cluster: &Cluster) -> Result<&Kind> {

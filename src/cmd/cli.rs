@@ -378,7 +378,8 @@ pub struct CertsArgs {
     )]
     pub secret: String,
 
-    /// How long the CA and the certificate are valid, from 1 day to 100 years.
+    /// How long a new CA and the serving certificate are valid (the certificate never outlives
+    /// its CA).
     #[arg(
         long,
         value_name = "DAYS",
@@ -388,7 +389,8 @@ pub struct CertsArgs {
     )]
     pub validity_days: i64,
 
-    /// Where to write ca.crt, tls.crt, tls.key, secret.yaml and ca-bundle-patch.yaml.
+    /// Where to write ca.crt, ca.key, tls.crt, tls.key, ca-bundle.crt, secret.yaml and
+    /// ca-bundle-patch.yaml. A CA already there is kept: a run renews the serving certificate.
     #[arg(
         long,
         value_name = "DIR",
@@ -396,6 +398,28 @@ pub struct CertsArgs {
         default_value = "deploy/overlays/certs/generated"
     )]
     pub out_dir: PathBuf,
+
+    /// One stage of replacing the CA, applied (`kubectl apply -k`) and rolled out before the
+    /// next: `begin` adds a new CA to the published bundle, `switch` issues the serving
+    /// certificate from it, `finish` drops the old CA from the bundle.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "STAGE",
+        env = "VALIDATOR_WEBHOOK_ROTATE_CA"
+    )]
+    pub rotate_ca: Option<CaRotation>,
+}
+
+/// The stages of a CA rotation, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CaRotation {
+    /// Create the next CA and publish a bundle of the current and the next.
+    Begin,
+    /// Issue the serving certificate from the next CA, which becomes the current one.
+    Switch,
+    /// Publish only the current CA, forgetting the old one.
+    Finish,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,13 +9,15 @@
 
 use container_image_dist_ref::{ImgRef, err::Kind};
 
+/// `tag := [\w][\w.-]{0,127}` in the reference grammar.
+const MAX_TAG_LEN: usize = 128;
+
 /// The name of the image `reference` points at: the last component of its repository path.
 pub fn name_of(reference: &str) -> Result<&str, InvalidReference> {
     let parsed =
         ImgRef::new(reference).map_err(|error| InvalidReference::new(reference, error.kind()))?;
-    // The parser counts a tag's length wrongly when it holds '-' or '.' (a 129-character tag
-    // passes); distribution/reference allows 128 characters.
-    if parsed.tag().is_some_and(|tag| tag.len() > 128) {
+    // The parser lets a tag one character over the grammar's limit through.
+    if parsed.tag().is_some_and(|tag| tag.len() > MAX_TAG_LEN) {
         return Err(InvalidReference::new(reference, Kind::TagTooLong));
     }
     let path = parsed.path().to_str();
@@ -114,6 +116,7 @@ mod tests {
     #[case::port_is_not_a_tag("localhost:5000/app:5000", "app")]
     #[case::ipv6_registry("[::1]:5000/msalinasc_app:1", "msalinasc_app")]
     #[case::separators("registry.example.com/a__b/msalinasc_c---d:tag", "msalinasc_c---d")]
+    #[case::tag_of_128_characters(&format!("a/app:{}", "t".repeat(128)), "app")]
     fn takes_the_last_repository_component(#[case] reference: &str, #[case] name: &str) {
         assert_eq!(name_of(reference).unwrap(), name);
     }
@@ -140,6 +143,15 @@ mod tests {
     #[case::long_tag(&format!("app:{}", "t".repeat(129)), "the tag is longer than 128 characters")]
     #[case::long_tag_with_a_dash(
         &format!("a/app:{}-{}", "t".repeat(123), "t".repeat(5)),
+        "the tag is longer than 128 characters"
+    )]
+    // Found by the grammar's property test: the parser took 129 characters.
+    #[case::tag_of_129_characters(
+        &format!("a/a:{}", "t".repeat(129)),
+        "the tag is longer than 128 characters"
+    )]
+    #[case::tag_of_130_characters(
+        &format!("a:{}", "t".repeat(130)),
         "the tag is longer than 128 characters"
     )]
     fn rejects_what_does_not_parse(#[case] reference: &str, #[case] why: &str) {

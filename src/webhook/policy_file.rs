@@ -140,19 +140,22 @@ impl PolicyFile {
     pub fn watch(self: &Arc<Self>) -> Result<WatchGuard, PolicyFileError> {
         let file = Arc::downgrade(self);
         super::watch::watch(&[&self.path], move || {
-            let Some(file) = file.upgrade() else { return };
-            match file.reload() {
-                Ok(true) => {
-                    let config = file.current.load();
-                    tracing::info!(
-                        mode = config.default.mode.label(),
-                        prefixes = ?config.default.policy.prefixes(),
-                        namespaces = config.namespaces.len(),
-                        "reloaded the policy file"
-                    );
+            let file = file.clone();
+            async move {
+                let Some(file) = file.upgrade() else { return };
+                match file.reload() {
+                    Ok(true) => {
+                        let config = file.current.load();
+                        tracing::info!(
+                            mode = config.default.mode.label(),
+                            prefixes = ?config.default.policy.prefixes(),
+                            namespaces = config.namespaces.len(),
+                            "reloaded the policy file"
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!("kept the last good policy: {error}"),
                 }
-                Ok(false) => {}
-                Err(error) => tracing::warn!("kept the last good policy: {error}"),
             }
         })
         .map_err(|(path, source)| PolicyFileError::Watch { path, source })

@@ -6,6 +6,7 @@ use std::{
     hash::{DefaultHasher, Hash, Hasher},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -20,6 +21,12 @@ use rustls::{
 use super::metrics::{Metrics, ReloadLabels};
 pub use super::watch::WatchGuard;
 use crate::pki::SelfSigned;
+
+/// How long a pair that does not load (a file missing, cut short, or the key of another
+/// certificate) is given to settle, as a writer that replaces the two files one at a time
+/// leaves it for a moment, before the reload counts as failed.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(3);
+const SETTLE_RETRY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -193,10 +200,43 @@ impl CertStore {
     /// Re-reads the files; returns whether the served certificate changed. On error the
     /// current certificate stays.
     pub fn reload(&self) -> Result<bool, TlsError> {
+        let result = self.load_changed();
+        self.count(&result);
+        result
+    }
+
+    /// Reloads as [`Self::reload`] does, but gives a pair that does not load
+    /// [`SETTLE_TIMEOUT`] to become whole before counting a failure.
+    pub async fn reload_settled(&self) -> Result<bool, TlsError> {
+        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let result = self.load_changed();
+            if result.is_err() && tokio::time::Instant::now() + SETTLE_RETRY < deadline {
+                tokio::time::sleep(SETTLE_RETRY).await;
+                continue;
+            }
+            self.count(&result);
+            return result;
+        }
+    }
+
+    fn count(&self, result: &Result<bool, TlsError>) {
+        let label = match result {
+            Ok(false) => return,
+            Ok(true) => "success",
+            Err(_) => "failure",
+        };
+        self.metrics
+            .certificate_reloads
+            .get_or_create(&ReloadLabels { result: label })
+            .inc();
+    }
+
+    fn load_changed(&self) -> Result<bool, TlsError> {
         let Some(files) = &self.files else {
             return Ok(false);
         };
-        let result = (|| {
+        (|| {
             let (cert_pem, key_pem) = (read(&files.cert)?, read(&files.key)?);
             let new = fingerprint(&cert_pem, &key_pem);
             let mut seen = files
@@ -211,17 +251,7 @@ impl CertStore {
             self.metrics.certificate_expiry.set(loaded.not_after);
             *seen = new;
             Ok(true)
-        })();
-        let label = match &result {
-            Ok(false) => return result,
-            Ok(true) => "success",
-            Err(_) => "failure",
-        };
-        self.metrics
-            .certificate_reloads
-            .get_or_create(&ReloadLabels { result: label })
-            .inc();
-        result
+        })()
     }
 
     /// Reloads whenever the certificate files change, until the returned guard is dropped.
@@ -231,11 +261,14 @@ impl CertStore {
         };
         let store = Arc::downgrade(self);
         let guard = super::watch::watch(&[&files.cert, &files.key], move || {
-            let Some(store) = store.upgrade() else { return };
-            match store.reload() {
-                Ok(true) => tracing::info!("reloaded the serving certificate"),
-                Ok(false) => {}
-                Err(error) => tracing::warn!(%error, "kept the current certificate"),
+            let store = store.clone();
+            async move {
+                let Some(store) = store.upgrade() else { return };
+                match store.reload_settled().await {
+                    Ok(true) => tracing::info!("reloaded the serving certificate"),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, "kept the current certificate"),
+                }
             }
         })
         .map_err(|(path, source)| TlsError::Watch { path, source })?;
@@ -267,6 +300,7 @@ impl ResolvesServerCert for CertStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhook::watch::SETTLE_DELAY;
 
     fn write_pair(dir: &Path, generated: &SelfSigned) -> (PathBuf, PathBuf) {
         let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
@@ -299,6 +333,56 @@ mod tests {
             error.to_string(),
             format!("{} holds no PEM certificate", cert.display())
         );
+    }
+
+    fn reloads(metrics: &Metrics, result: &'static str) -> u64 {
+        metrics
+            .certificate_reloads
+            .get_or_create(&ReloadLabels { result })
+            .get()
+    }
+
+    #[tokio::test]
+    async fn a_pair_written_one_file_at_a_time_is_one_success_and_no_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_pair(dir.path(), &SelfSigned::generate(&["first"]).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let store =
+            Arc::new(CertStore::from_files(cert.clone(), key.clone(), metrics.clone()).unwrap());
+        let _watch = store.watch().unwrap();
+        let before = store.current.load_full();
+
+        // A writer that replaces the certificate, then the key well after the watch has
+        // noticed: in between, the files hold a certificate and the key of another.
+        let next = SelfSigned::generate(&["second"]).unwrap();
+        std::fs::write(&cert, &next.cert_pem).unwrap();
+        tokio::time::sleep(SETTLE_DELAY + Duration::from_millis(500)).await;
+        std::fs::write(&key, &next.key_pem).unwrap();
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::ptr_eq(&before, &store.current.load_full()) {
+            assert!(tokio::time::Instant::now() < deadline, "never reloaded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(SETTLE_DELAY * 2).await;
+        assert_eq!(
+            reloads(&metrics, "failure"),
+            0,
+            "a half-written pair counted as a failure"
+        );
+        assert_eq!(reloads(&metrics, "success"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_pair_that_stays_broken_is_counted_once_as_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_pair(dir.path(), &SelfSigned::generate(&["first"]).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let store = CertStore::from_files(cert, key.clone(), metrics.clone()).unwrap();
+        std::fs::write(&key, "garbage").unwrap();
+        assert!(store.reload_settled().await.is_err());
+        assert_eq!(reloads(&metrics, "failure"), 1);
+        assert_eq!(reloads(&metrics, "success"), 0);
     }
 
     #[test]

@@ -13,14 +13,16 @@ use std::{
 const POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Lets a writer finish every file before they are read.
-const SETTLE_DELAY: Duration = Duration::from_millis(250);
+pub(super) const SETTLE_DELAY: Duration = Duration::from_millis(250);
 
-/// Calls `reload` after any of `files` may have changed, until the guard is dropped. Must be
-/// called within a tokio runtime. On error, returns the path that could not be watched.
-pub fn watch(
-    files: &[&Path],
-    reload: impl Fn() + Send + 'static,
-) -> Result<WatchGuard, (PathBuf, notify::Error)> {
+/// Calls `reload` after any of `files` may have changed, until the guard is dropped; one reload
+/// at a time, each awaited before the next. Must be called within a tokio runtime. On error,
+/// returns the path that could not be watched.
+pub fn watch<F, Fut>(files: &[&Path], reload: F) -> Result<WatchGuard, (PathBuf, notify::Error)>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     use notify::Watcher as _;
     let changed = Arc::new(tokio::sync::Notify::new());
     let signal = changed.clone();
@@ -54,7 +56,7 @@ pub fn watch(
                 () = changed.notified() => tokio::time::sleep(SETTLE_DELAY).await,
                 _ = poll.tick() => {}
             }
-            reload();
+            reload().await;
         }
     });
     Ok(WatchGuard {
