@@ -282,15 +282,3 @@ fn a_ca_without_its_key_is_not_silently_replaced() {
         &read(&dir, "ca-bundle.crt")
     ));
 }
-
-#[test]
-fn zero_validity_days_is_refused_in_one_sentence() {
-    let (_temp, dir) = tempdir();
-    let output = certs(&dir, &["--validity-days", "0"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&output.stderr),
-        "validator-webhook: --validity-days must be at least 1, not 0\n"
-    );
-    assert!(!dir.exists(), "nothing is written");
-}

@@ -37,8 +37,6 @@ const PATCH: &str = "ca-bundle-patch.yaml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
-    #[error("--validity-days must be at least 1, not {0}")]
-    Validity(i64),
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -166,9 +164,6 @@ fn read_if_present(path: &Path) -> Result<Option<String>, CertsError> {
 
 /// Runs the subcommand: writes the files and says how to use them.
 pub fn run(args: &CertsArgs) -> Result<(), CertsError> {
-    if args.validity_days < 1 {
-        return Err(CertsError::Validity(args.validity_days));
-    }
     let dir = &args.out_dir;
     std::fs::create_dir_all(dir).map_err(|source| CertsError::Write {
         path: dir.clone(),
