@@ -59,7 +59,9 @@ async fn serves_a_review_from_an_empty_read_only_root() {
         [
             "tls",
             "tls/ca-bundle-patch.yaml",
+            "tls/ca-bundle.crt",
             "tls/ca.crt",
+            "tls/ca.key",
             "tls/secret.yaml",
             "tls/tls.crt",
             "tls/tls.key",
