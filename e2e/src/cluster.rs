@@ -41,6 +41,19 @@ pub const NAMESPACE_LABEL: &str = "validator-webhook-e2e";
 pub use testkit::names::NAMESPACE as WEBHOOK_NAMESPACE;
 pub const WEBHOOK_DEPLOYMENT: &str = "deployment/validator-webhook";
 
+/// Waits, up to `timeout` (`300s`), until the webhook's Deployment has rolled out.
+pub fn webhook_rolled_out(kubectl: &Kubectl, timeout: &str) -> Result<()> {
+    kubectl.ok(&[
+        "rollout",
+        "status",
+        WEBHOOK_DEPLOYMENT,
+        "-n",
+        WEBHOOK_NAMESPACE,
+        &format!("--timeout={timeout}"),
+    ])?;
+    Ok(())
+}
+
 /// Which backend runs the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -185,14 +198,7 @@ impl Cluster {
         let manifests = Manifests::prepare(&work, &binary)?;
         manifests.apply(&kubectl, "kind")?;
         let started = Instant::now();
-        kubectl.ok(&[
-            "rollout",
-            "status",
-            WEBHOOK_DEPLOYMENT,
-            "-n",
-            WEBHOOK_NAMESPACE,
-            "--timeout=300s",
-        ])?;
+        webhook_rolled_out(&kubectl, "300s")?;
         let rollout = started.elapsed();
         eprintln!(
             "==> the webhook rolled out in {:.1} s",
@@ -437,14 +443,7 @@ impl Cluster {
                     WEBHOOK_NAMESPACE,
                     "--replicas=2",
                 ])?;
-                self.kubectl.ok(&[
-                    "rollout",
-                    "status",
-                    WEBHOOK_DEPLOYMENT,
-                    "-n",
-                    WEBHOOK_NAMESPACE,
-                    "--timeout=180s",
-                ])?;
+                webhook_rolled_out(&self.kubectl, "180s")?;
             }
         }
         self.wait_until_ready().await
@@ -543,14 +542,7 @@ impl Cluster {
                     "-n",
                     WEBHOOK_NAMESPACE,
                 ])?;
-                self.kubectl.ok(&[
-                    "rollout",
-                    "status",
-                    WEBHOOK_DEPLOYMENT,
-                    "-n",
-                    WEBHOOK_NAMESPACE,
-                    "--timeout=180s",
-                ])?;
+                webhook_rolled_out(&self.kubectl, "180s")?;
                 return Ok(());
             }
             Backend::Local(local) => local,

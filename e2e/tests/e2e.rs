@@ -6,7 +6,9 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use e2e::{
-    cluster::{BackendKind, Cluster, Kind, WEBHOOK_DEPLOYMENT, WEBHOOK_NAMESPACE},
+    cluster::{
+        BackendKind, Cluster, Kind, WEBHOOK_DEPLOYMENT, WEBHOOK_NAMESPACE, webhook_rolled_out,
+    },
     helm::{self, Helm},
     install::Manifests,
     kind,
@@ -878,18 +880,8 @@ async fn rolling_restart_under_load_loses_no_admission(cluster: Arc<Cluster>) ->
             ],
         )
         .await?;
-        kubectl_blocking(
-            &cluster,
-            &[
-                "rollout",
-                "status",
-                WEBHOOK_DEPLOYMENT,
-                "-n",
-                WEBHOOK_NAMESPACE,
-                "--timeout=180s",
-            ],
-        )
-        .await?;
+        let kubectl = cluster.kubectl.clone();
+        tokio::task::spawn_blocking(move || webhook_rolled_out(&kubectl, "180s")).await??;
         rollouts.push(format!("{:.1} s", started.elapsed().as_secs_f64()));
     }
     if let Some(rest) = AT_LEAST.checked_sub(load.elapsed()) {
