@@ -10,8 +10,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::{
-    Client, TestServer, connect_tls, fixed_store, localhost_certificate, quick_timeouts,
-    review_request,
+    TestServer, connect_tls, fixed_store, localhost_certificate, quick_timeouts, review_request,
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
@@ -67,7 +66,7 @@ async fn good_reviews(addr: SocketAddr, ca: &str, count: usize) -> usize {
     let mut served = 0;
     for i in 0..count {
         let alpn = if i % 2 == 0 { HTTP1 } else { HTTP2 };
-        let Ok(mut client) = Client::try_connect(addr, ca, alpn).await else {
+        let Ok(mut client) = support::try_client(addr, ca, alpn).await else {
             continue;
         };
         if let Ok(response) = client.send(review_request("pod-denied")).await {
@@ -152,7 +151,7 @@ async fn a_connection_that_keeps_sending_reviews_is_not_idle() {
         ..quick_timeouts()
     };
     let server = TestServer::start(fixed_store(&certificate), timeouts).await;
-    let mut client = Client::connect(server.addr, &certificate.cert_pem, HTTP2).await;
+    let mut client = support::client(server.addr, &certificate.cert_pem, HTTP2).await;
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let response = client.send(review_request("pod-allowed")).await.unwrap();
@@ -194,7 +193,7 @@ async fn over_the_cap_with_every_connection_serving_a_newcomer_is_closed_at_once
     let server = TestServer::start_with(fixed_store(&certificate), timeouts, 3, |w| w).await;
     let mut clients = Vec::new();
     for alpn in [HTTP1, HTTP2, HTTP1] {
-        let mut client = Client::connect(server.addr, pem, alpn).await;
+        let mut client = support::client(server.addr, pem, alpn).await;
         assert_eq!(
             client
                 .send(review_request("pod-allowed"))
@@ -404,7 +403,7 @@ async fn bodies_over_the_memory_budget_wait_then_get_429_with_retry_after() {
             .body(Full::new(Bytes::from(padded_review(size))))
             .unwrap()
     };
-    let mut client = Client::connect(server.addr, pem, HTTP2).await;
+    let mut client = support::client(server.addr, pem, HTTP2).await;
     let refused = client.send(request(600 << 10)).await.unwrap();
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");

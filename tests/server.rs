@@ -6,9 +6,7 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
-use support::{
-    Client, TestServer, fixed_store, localhost_certificate, quick_timeouts, review_request,
-};
+use support::{TestServer, fixed_store, localhost_certificate, quick_timeouts, review_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use validator_webhook::webhook::{metrics::Metrics, tls::CertStore};
 
@@ -26,8 +24,8 @@ async fn reviews_over_http1_and_http2_with_the_same_answer() {
     let server = TestServer::start(fixed_store(&certificate), quick_timeouts()).await;
     let mut answers = Vec::new();
     for alpn in [&b"http/1.1"[..], b"h2"] {
-        let mut client = Client::connect(server.addr, &certificate.cert_pem, alpn).await;
-        assert_eq!(client.protocol, alpn, "ALPN picked the protocol offered");
+        let mut client = support::client(server.addr, &certificate.cert_pem, alpn).await;
+        assert_eq!(client.protocol(), alpn, "ALPN picked the protocol offered");
         let response = client
             .send(review_request("deployment-denied-init-container"))
             .await
@@ -46,7 +44,7 @@ async fn reviews_over_http1_and_http2_with_the_same_answer() {
 async fn keeps_a_connection_alive_across_reviews() {
     let certificate = localhost_certificate();
     let server = TestServer::start(fixed_store(&certificate), quick_timeouts()).await;
-    let mut client = Client::connect(server.addr, &certificate.cert_pem, b"http/1.1").await;
+    let mut client = support::client(server.addr, &certificate.cert_pem, b"http/1.1").await;
     for fixture in ["pod-allowed", "pod-denied", "cronjob-denied"] {
         let response = client.send(review_request(fixture)).await.unwrap();
         assert_eq!(response.status(), 200, "{fixture}");
@@ -57,7 +55,7 @@ async fn keeps_a_connection_alive_across_reviews() {
 async fn a_plaintext_request_on_the_tls_port_drops_only_that_connection() {
     let certificate = localhost_certificate();
     let server = TestServer::start(fixed_store(&certificate), quick_timeouts()).await;
-    let mut healthy = Client::connect(server.addr, &certificate.cert_pem, b"h2").await;
+    let mut healthy = support::client(server.addr, &certificate.cert_pem, b"h2").await;
 
     let mut plain = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     plain
@@ -78,9 +76,10 @@ async fn a_plaintext_request_on_the_tls_port_drops_only_that_connection() {
         200,
         "the established connection still works"
     );
-    let again = Client::connect(server.addr, &certificate.cert_pem, b"http/1.1").await;
+    let again = support::client(server.addr, &certificate.cert_pem, b"http/1.1").await;
     assert_eq!(
-        again.protocol, b"http/1.1",
+        again.protocol(),
+        b"http/1.1",
         "new TLS connections are still accepted"
     );
     assert_eq!(server.webhook.metrics().tls_handshake_failures.get(), 1);
@@ -128,7 +127,7 @@ async fn serves_a_rotated_certificate_to_new_connections_without_a_restart() {
     );
     let _watch = store.watch().unwrap();
     let server = TestServer::start(store, quick_timeouts()).await;
-    let mut before = Client::connect(server.addr, &first.cert_pem, b"h2").await;
+    let mut before = support::client(server.addr, &first.cert_pem, b"h2").await;
 
     // Rotate the way the kubelet updates a mounted Secret: new files, then an atomic swap.
     let second = localhost_certificate();
@@ -210,7 +209,7 @@ async fn shutdown_lets_a_review_in_flight_finish_then_refuses_new_connections() 
 async fn serves_prometheus_metrics_over_plain_http() {
     let certificate = localhost_certificate();
     let server = TestServer::start(fixed_store(&certificate), quick_timeouts()).await;
-    let mut client = Client::connect(server.addr, &certificate.cert_pem, b"h2").await;
+    let mut client = support::client(server.addr, &certificate.cert_pem, b"h2").await;
     client
         .send(review_request("deployment-denied"))
         .await

@@ -16,10 +16,8 @@ use std::{
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use support::{
-    Client, Delivery, TestServer, fixed_store, localhost_certificate, quick_timeouts,
-    review_request,
-};
+use support::{TestServer, fixed_store, localhost_certificate, quick_timeouts, review_request};
+use testkit::https::{Client, Delivery};
 use tokio::time::Instant;
 use validator_webhook::webhook::{metrics::ReviewLabels, server::Timeouts};
 
@@ -48,8 +46,8 @@ async fn readiness_fails_at_once_while_reviews_go_on_through_the_delay() {
     };
     let mut server = TestServer::start(fixed_store(&certificate), timeouts).await;
     let pem = &certificate.cert_pem;
-    let mut http2 = Client::connect(server.addr, pem, HTTP2).await;
-    let mut http1 = Client::connect(server.addr, pem, HTTP1).await;
+    let mut http2 = support::client(server.addr, pem, HTTP2).await;
+    let mut http1 = support::client(server.addr, pem, HTTP1).await;
     let before = http1.send(review_request("pod-denied")).await.unwrap();
     assert!(!closes(&before), "keep-alive while serving normally");
     assert_eq!(http2.send(get("/readyz")).await.unwrap().status(), 200);
@@ -76,7 +74,7 @@ async fn readiness_fails_at_once_while_reviews_go_on_through_the_delay() {
         closes(&during),
         "HTTP/1.1 told to reconnect during the delay"
     );
-    let mut fresh = Client::connect(server.addr, pem, HTTP1).await;
+    let mut fresh = support::client(server.addr, pem, HTTP1).await;
     let answer = fresh.send(review_request("pod-allowed")).await.unwrap();
     assert_eq!(answer.status(), 200);
     assert!(closes(&answer));
@@ -129,7 +127,7 @@ async fn send_until_refused(
     loop {
         let connected = match client.as_mut() {
             Some(connected) => connected,
-            None => match Client::try_connect(addr, &ca_pem, alpn).await {
+            None => match support::try_client(addr, &ca_pem, alpn).await {
                 Ok(connected) => client.insert(connected),
                 // The listener is gone: nothing was sent on this attempt.
                 Err(_) => return tally,

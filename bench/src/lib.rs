@@ -10,7 +10,6 @@
 //! - [`plan`]: the servers and the matrix (payload × verdict × protocol × concurrency).
 //! - [`payloads`]: the AdmissionReview bodies, committed and derived.
 //! - [`probe`]: a TLS client that sees a server come up and checks its answers.
-//! - [`process`]: child processes that never outlive the runner.
 //! - [`prereqs`]: where things are, and finding and building what a run needs.
 //! - [`ceiling`]: the fixed answer, and the server that gives it.
 //! - [`servers`]: how each server is started, waited for and checked.
@@ -29,7 +28,6 @@ pub mod payloads;
 pub mod plan;
 pub mod prereqs;
 pub mod probe;
-pub mod process;
 pub mod report;
 pub mod row;
 pub mod runner;

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use crate::{
     plan::{LOAD_CPU, Protocol},
     prereqs::Tools,
-    process::{self, Group},
 };
+use testkit::process::Process;
 
 /// What the API server waits for a webhook by default (`timeoutSeconds`): a slower answer is a
 /// failed review, so oha counts it as an error rather than waiting.
@@ -52,15 +52,16 @@ pub fn describe(tools: &Tools) -> String {
 /// Runs `load`, keeping oha's JSON report in `report` (and its stderr next to it).
 pub fn run(tools: &Tools, load: &Load<'_>, report: &Path) -> Result<Report> {
     let stderr = report.with_extension("stderr");
-    let mut command = process::pinned(&tools.taskset, LOAD_CPU, &tools.oha, None)?;
+    let mut command = tools.pinned(LOAD_CPU, &tools.oha, None)?;
     command.args(arguments(load));
     command
         .stdout(fs::File::create(report)?)
         .stderr(fs::File::create(&stderr)?);
-    let mut oha = Group::spawn(&mut command).context("cannot run oha")?;
+    let mut oha =
+        Process::start("oha", &mut command, Some(stderr.clone()))?.with_grace(Duration::ZERO);
     // oha stops by itself after the run and the requests in flight; far later it hangs.
     let limit = load.duration + REQUEST_TIMEOUT + Duration::from_secs(30);
-    let Some(status) = oha.wait_for(limit)? else {
+    let Some(status) = oha.wait(limit)? else {
         bail!("oha did not finish within {limit:?}; killed it");
     };
     if !status.success() {

@@ -6,11 +6,13 @@ use std::{
     collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
     time::SystemTime,
 };
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+
+use testkit::process::run;
 
 use crate::plan::ServerKind;
 
@@ -57,6 +59,27 @@ pub struct Tools {
     pub servers: BTreeMap<ServerKind, PathBuf>,
     /// What produced the numbers, for the summary: tool name to version line.
     pub versions: BTreeMap<String, String>,
+}
+
+impl Tools {
+    /// `program` pinned to `cpu`, its output appended to `log` if given, with only `PATH` in
+    /// its environment: a stray `RUST_LOG`, `GOGC` or `PYTHON*` must not change what is
+    /// measured. It dies with the runner, even one killed outright.
+    pub fn pinned(&self, cpu: u32, program: &Path, log: Option<&Path>) -> std::io::Result<Command> {
+        let mut command = Command::new(&self.taskset);
+        command.arg("--cpu-list").arg(cpu.to_string()).arg(program);
+        command.env_clear().stdin(Stdio::null());
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        if let Some(log) = log {
+            let file = fs::File::options().create(true).append(true).open(log)?;
+            command.stdout(file.try_clone()?).stderr(file);
+        }
+        // Every child is spawned from the main thread, which lives as long as the runner.
+        testkit::process::die_with_spawning_thread(&mut command);
+        Ok(command)
+    }
 }
 
 /// Prints one preparation step.
@@ -204,19 +227,6 @@ fn find(name: &str, also: &[PathBuf]) -> Option<PathBuf> {
             file.metadata()
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
-}
-
-/// Runs `command` to completion; its output goes into the error if it fails.
-fn run(command: &mut Command) -> Result<String> {
-    let shown = format!("{command:?}");
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run {shown}"))?;
-    let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        bail!("{shown} failed ({}):\n{}", output.status, text.trim());
-    }
-    Ok(text.into_owned())
 }
 
 /// The first line `command` prints.

@@ -18,8 +18,8 @@ use crate::{
     plan::{Protocol, SERVER_CPU, ServerKind, Verdict},
     prereqs::{Layout, Tools},
     probe::Client,
-    process::{self, Group},
 };
+use testkit::process::Process;
 
 /// Python servers import for about a second on a busy machine; far more is a hang.
 const STARTUP_LIMIT: Duration = Duration::from_secs(30);
@@ -63,7 +63,7 @@ pub struct Running {
     pub alpn: Option<String>,
     pub log: PathBuf,
     client: Client,
-    group: Group,
+    process: Process,
 }
 
 /// Starts `kind` and waits until it completes a TLS handshake.
@@ -82,7 +82,7 @@ pub fn start(kind: ServerKind, tools: &Tools, pki: &Pki, layout: &Layout) -> Res
     let log = logs.join(format!("{}.log", kind.name()));
     let client = Client::new(addr, &pki.ca_pem)?;
 
-    let mut command = process::pinned(&tools.taskset, SERVER_CPU, program, Some(&log))?;
+    let mut command = tools.pinned(SERVER_CPU, program, Some(&log))?;
     let (listen, cert, key) = (addr.to_string(), &pki.cert, &pki.key);
     let flask = layout.peers().join("flask");
     match kind {
@@ -129,7 +129,9 @@ pub fn start(kind: ServerKind, tools: &Tools, pki: &Pki, layout: &Layout) -> Res
             .arg("app:app"),
     };
     let started = Instant::now();
-    let mut group = Group::spawn(&mut command)?;
+    // A server under test has nothing to save: it is killed at once.
+    let mut process =
+        Process::start(kind.name(), &mut command, Some(log.clone()))?.with_grace(Duration::ZERO);
     loop {
         let error = match client.handshake() {
             Ok(alpn) => {
@@ -141,12 +143,12 @@ pub fn start(kind: ServerKind, tools: &Tools, pki: &Pki, layout: &Layout) -> Res
                     alpn,
                     log,
                     client,
-                    group,
+                    process,
                 });
             }
             Err(error) => error,
         };
-        if let Some(status) = group.exited()? {
+        if let Some(status) = process.exited()? {
             bail!(
                 "{} exited ({status}) while starting; the end of its log {}:\n{}",
                 kind.name(),
@@ -172,12 +174,12 @@ impl Running {
     }
 
     pub fn pid(&self) -> u32 {
-        self.group.pid()
+        self.process.pid()
     }
 
     /// An error if the server has died.
     pub fn check_alive(&mut self) -> Result<()> {
-        match self.group.exited()? {
+        match self.process.exited()? {
             None => Ok(()),
             Some(status) => bail!(
                 "{} exited ({status}) under load; the end of its log {}:\n{}",

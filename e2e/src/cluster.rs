@@ -31,8 +31,8 @@ use crate::{
     kubectl::Kubectl,
     local::{Assets, ControlPlane, LocalWebhook, endpoint_slice},
     paths,
-    process::{run, wait_for},
 };
+use testkit::process::{run, wait_for};
 
 /// The label every test namespace carries, so leftovers are easy to find.
 pub const NAMESPACE_LABEL: &str = "validator-webhook-e2e";
@@ -114,7 +114,7 @@ pub struct Cluster {
 impl Cluster {
     /// Brings up the backend named by `E2E_BACKEND`, with the webhook answering.
     pub async fn start() -> Result<Self> {
-        crate::process::clean_up_on_interrupt();
+        testkit::process::clean_up_on_interrupt();
         let backend = BackendKind::from_env()?;
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let work = paths::target().join("e2e").join(format!(

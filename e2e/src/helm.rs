@@ -8,7 +8,9 @@ use std::{
 
 use anyhow::{Context, Result, ensure};
 
-use crate::{kubectl::Output, paths, process::run};
+use testkit::process::run;
+
+use crate::{kubectl::Output, paths};
 
 /// The chart in `charts/validator-webhook`.
 pub fn chart() -> PathBuf {

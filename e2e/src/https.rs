@@ -1,21 +1,17 @@
 //! A minimal HTTPS client for talking to the webhook directly, the way the API server does:
 //! TLS verified against the webhook's CA for the Service's DNS name, HTTP/1.1.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use testkit::names::SERVICE_HOST;
-use tokio_rustls::TlsConnector;
+use testkit::{https::Target, names::SERVICE_HOST};
 
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
 }
 
-/// Sends one request to `addr`, trusting only `ca_pem` for [`SERVICE_HOST`].
+/// Sends one request over HTTP/1.1 to `addr`, trusting only `ca_pem` for [`SERVICE_HOST`].
 pub async fn request(
     addr: SocketAddr,
     ca_pem: &[u8],
@@ -23,25 +19,18 @@ pub async fn request(
     path: &str,
     body: Vec<u8>,
 ) -> Result<Response> {
-    let config = testkit::tls::client_config(ca_pem, &[])?;
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(SERVICE_HOST)?, tcp)
-        .await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(connection);
+    let mut client = Target::new(addr, ca_pem, SERVICE_HOST)?.client(&[]).await?;
     let request = http::Request::builder()
         .method(method)
         .uri(path)
         .header("host", SERVICE_HOST)
         .header("content-type", "application/json")
-        .body(Full::new(bytes::Bytes::from(body)))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes().to_vec();
-    Ok(Response { status, body })
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+    let response = client.send(request).await?;
+    Ok(Response {
+        status: response.status().as_u16(),
+        body: response.into_body().to_vec(),
+    })
 }
 
 /// Posts an AdmissionReview and returns the reply's `response` object.

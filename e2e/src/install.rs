@@ -9,7 +9,9 @@ use std::{
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::{kubectl::Kubectl, paths, process::run};
+use testkit::process::run;
+
+use crate::{kubectl::Kubectl, paths};
 
 /// The copied manifests and the certificate generated for them.
 pub struct Manifests {

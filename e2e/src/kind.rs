@@ -12,11 +12,9 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::{
-    kubectl::Kubectl,
-    paths,
-    process::{forget_undo, run, run_showing_progress, undo_on_interrupt},
-};
+use testkit::process::{forget_undo, run, run_showing_progress, undo_on_interrupt};
+
+use crate::{kubectl::Kubectl, paths};
 
 /// The cluster's name, `validator-webhook-e2e` unless `E2E_KIND_CLUSTER` names another (two
 /// checkouts can then run the suite at once); `kind get kubeconfig --name …` works while it runs.

@@ -10,7 +10,8 @@
 //! - [`overlays`]: the other overlays, dry-run against the API server.
 //! - [`https`]: talking to the webhook directly, as the API server does.
 //! - [`helm`]: the pinned Helm and the chart.
-//! - [`pki`], [`kubectl`], [`process`], [`paths`]: the pieces those are made of.
+//! - [`pki`], [`kubectl`], [`paths`]: the pieces those are made of (child processes are
+//!   `testkit::process`).
 
 pub mod cluster;
 pub mod helm;
@@ -24,7 +25,6 @@ pub mod netns;
 pub mod overlays;
 pub mod paths;
 pub mod pki;
-pub mod process;
 
 use anyhow::{Context, Result};
 

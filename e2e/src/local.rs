@@ -22,8 +22,8 @@ use crate::{
     netns::TestHost,
     paths,
     pki::Pki,
-    process::{Process, run},
 };
+use testkit::process::{Process, run};
 
 /// The ClusterIP range. It is on loopback so that nothing dialled by mistake leaves the
 /// machine; with aggregator routing no ClusterIP is dialled at all.
@@ -210,8 +210,8 @@ impl ControlPlane {
             }
             ensure!(
                 std::time::Instant::now() < deadline,
-                "kube-apiserver was not ready after 90 s; see {}",
-                self.apiserver.log().display()
+                "kube-apiserver was not ready after 90 s{}",
+                self.apiserver.log_tail(20)
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

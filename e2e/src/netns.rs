@@ -7,7 +7,7 @@ use std::{net::Ipv4Addr, process::Command};
 
 use anyhow::{Context, Result};
 
-use crate::process::{self, privileged, run};
+use testkit::process::{self, privileged, run};
 
 pub struct TestHost {
     name: String,

@@ -6,7 +6,9 @@ use std::{path::PathBuf, process::Command};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::{kubectl::Kubectl, process::run};
+use testkit::process::run;
+
+use crate::kubectl::Kubectl;
 
 /// The cert-manager release whose CRDs the cert-manager overlay is checked against.
 pub const CERT_MANAGER: &str = "github.com/cert-manager/cert-manager@v1.21.2";

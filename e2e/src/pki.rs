@@ -2,7 +2,11 @@
 //! administrator's client certificate in `system:masters`, and the service-account key pair.
 //! The product's issuer (`validator_webhook::pki::Ca`) makes them; this writes them as files.
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context, Result};
 use rcgen::KeyPair;
@@ -64,4 +68,14 @@ impl Pki {
             service_account_pub: path("sa.pub"),
         })
     }
+}
+
+/// Has `binary` write its certificate and key into `dir` (`certs --out-dir`), then makes them
+/// world-readable, as a Secret volume's files are unless its defaultMode says otherwise.
+pub fn write_as_a_secret_volume(binary: &Path, dir: &Path) -> Result<()> {
+    testkit::process::run(Command::new(binary).arg("certs").arg("--out-dir").arg(dir))?;
+    for file in std::fs::read_dir(dir)? {
+        std::fs::set_permissions(file?.path(), std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(())
 }

@@ -19,11 +19,10 @@ use e2e::{
     kubectl::Kubectl,
     local::{Assets, ControlPlane},
     overlays, paths,
-    process::run,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
-use testkit::names::NAMESPACE;
+use testkit::{names::NAMESPACE, process::run};
 
 /// The release name the chart is compared under (in `deploy/`'s namespace): with it, its
 /// objects are named exactly as in `deploy/`.
@@ -132,7 +131,7 @@ fn main() -> std::process::ExitCode {
 
 impl Env {
     async fn start() -> Result<Self> {
-        e2e::process::clean_up_on_interrupt();
+        testkit::process::clean_up_on_interrupt();
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let work = paths::target()
             .join("e2e")

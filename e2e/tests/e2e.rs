@@ -14,7 +14,6 @@ use e2e::{
     kind,
     load::Load,
     manifest, overlays, paths,
-    process::{forget_undo, undo_on_interrupt, wait_for},
 };
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet},
@@ -27,7 +26,10 @@ use kube::{
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::{Serialize, de::DeserializeOwned};
-use testkit::names::WEBHOOK;
+use testkit::{
+    names::WEBHOOK,
+    process::{forget_undo, undo_on_interrupt, wait_for},
+};
 
 type Case = fn(Arc<Cluster>) -> Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
@@ -1232,7 +1234,7 @@ async fn renewal_and_staged_ca_rotation_under_load_lose_no_admission(
         let binary = paths::webhook_binary()?;
         let mut command = std::process::Command::new(binary);
         command.arg("certs").arg("--out-dir").arg(&dir).args(args);
-        e2e::process::run(&mut command).with_context(|| format!("certs, stage {stage}"))?;
+        testkit::process::run(&mut command).with_context(|| format!("certs, stage {stage}"))?;
         cluster.reapply()?;
         let expiry = not_after(&std::fs::read(dir.join("tls.crt"))?)?;
         wait_for(

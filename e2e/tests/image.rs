@@ -8,15 +8,13 @@
 
 use std::{os::unix::fs::PermissionsExt, process::Command};
 
-use e2e::{
-    https, paths,
-    process::{clean_up_on_interrupt, forget_undo, run, undo_on_interrupt},
-};
+use e2e::{https, paths, pki};
 use testcontainers::{
     GenericImage, ImageExt,
     core::{AccessMode, IntoContainerPort, Mount, WaitFor},
     runners::AsyncRunner,
 };
+use testkit::process::{clean_up_on_interrupt, forget_undo, run, undo_on_interrupt};
 
 fn image() -> (String, String) {
     let image = std::env::var("E2E_IMAGE").unwrap_or_else(|_| "validator-webhook:e2e".to_owned());
@@ -28,24 +26,7 @@ fn image() -> (String, String) {
 async fn the_image_answers_reviews_over_tls() {
     let certs = tempfile::tempdir().unwrap();
     std::fs::set_permissions(certs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let made = Command::new(paths::webhook_binary().unwrap())
-        .arg("certs")
-        .arg("--out-dir")
-        .arg(certs.path())
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    for file in ["tls.crt", "tls.key"] {
-        std::fs::set_permissions(
-            certs.path().join(file),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
-    }
+    pki::write_as_a_secret_volume(&paths::webhook_binary().unwrap(), certs.path()).unwrap();
 
     clean_up_on_interrupt();
     let container_name = format!("validator-webhook-e2e-image-{}", std::process::id());

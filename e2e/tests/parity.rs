@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{cluster::Cluster, paths, process::wait_for};
+use e2e::{cluster::Cluster, paths};
 use futures::{StreamExt, stream};
 use http_body_util::BodyExt;
 use kube::core::{GroupVersionKind, admission::Operation};
@@ -27,6 +27,7 @@ use proptest::{
     test_runner::{Config, RngAlgorithm, TestRng, TestRunner},
 };
 use serde_json::{Value, json};
+use testkit::process::wait_for;
 use validator_webhook::policy::{
     Input, Policy, Verdict,
     workload::{INSPECTED, InspectedKind, Workload},

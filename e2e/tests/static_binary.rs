@@ -9,11 +9,12 @@ use std::{
     net::SocketAddr,
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     time::Duration,
 };
 
-use e2e::{IMAGE_USER, https, process::privileged};
+use e2e::{IMAGE_USER, https, pki};
+use testkit::process::privileged;
 
 fn static_binary() -> PathBuf {
     let binary = std::env::var_os("VALIDATOR_WEBHOOK_STATIC_BIN").map(PathBuf::from).expect(
@@ -28,23 +29,7 @@ fn empty_root(binary: &Path) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::copy(binary, root.path().join("validator-webhook")).unwrap();
-    let tls = root.path().join("tls");
-    let made = Command::new(binary)
-        .arg("certs")
-        .arg("--out-dir")
-        .arg(&tls)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    for file in std::fs::read_dir(&tls).unwrap() {
-        // A Secret volume's files are world-readable unless defaultMode says otherwise.
-        std::fs::set_permissions(file.unwrap().path(), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
-    }
+    pki::write_as_a_secret_volume(binary, &root.path().join("tls")).unwrap();
     root
 }
 

@@ -2,10 +2,15 @@
 //!
 //! - [`names`]: the webhook's namespace, Service and configuration names, as `deploy/` has them.
 //! - [`tls`]: a client configuration that trusts only a given CA.
+//! - [`https`]: a client that sends requests over HTTP/1.1 or HTTP/2 to a server it verifies.
+//! - [`process`]: child processes stopped on drop and on Ctrl-C, and short commands run to
+//!   completion.
 //! - [`reply`]: whether a body is an AdmissionReview reply, and whether it is the policy's denial.
 //! - [`free_port`] and [`tail`]: a port to listen on, and the end of a log for an error message.
 
+pub mod https;
 pub mod names;
+pub mod process;
 pub mod reply;
 pub mod tls;
 

@@ -1,16 +1,15 @@
-//! A webhook server on a loopback port, and TLS clients that speak to it.
+//! A webhook server on a loopback port, and the kit's TLS clients pointed at it.
 
 #![allow(dead_code)]
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
+use http::Request;
+use http_body_util::Full;
+use testkit::https::{Client, Target};
 use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
-use tokio_rustls::{TlsConnector, client::TlsStream};
+use tokio_rustls::client::TlsStream;
 use validator_webhook::{
     pki::SelfSigned,
     policy::Policy,
@@ -108,25 +107,14 @@ pub fn fixed_store(certificate: &SelfSigned) -> Arc<CertStore> {
     ))
 }
 
-/// A TLS client that trusts only `ca_pem` and offers `alpn`.
-fn connector(ca_pem: &str, alpn: &[u8]) -> TlsConnector {
-    let config = testkit::tls::client_config(ca_pem.as_bytes(), &[alpn]).unwrap();
-    TlsConnector::from(Arc::new(config))
+/// The test server as a client sees it: trusted through `ca_pem`, named `localhost`.
+pub fn localhost(addr: SocketAddr, ca_pem: &str) -> Target {
+    Target::new(addr, ca_pem.as_bytes(), "localhost").unwrap()
 }
 
 /// Opens a TLS connection to the server as `localhost`.
 pub async fn connect_tls(addr: SocketAddr, ca_pem: &str, alpn: &[u8]) -> TlsStream<TcpStream> {
-    try_connect_tls(addr, ca_pem, alpn).await.unwrap()
-}
-
-/// Opens a TLS connection to the server as `localhost`, or says why it could not.
-pub async fn try_connect_tls(
-    addr: SocketAddr,
-    ca_pem: &str,
-    alpn: &[u8],
-) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    tls_over(tcp, ca_pem, alpn).await
+    localhost(addr, ca_pem).tls(&[alpn]).await.unwrap()
 }
 
 /// Completes TLS as `localhost` over a connection already open.
@@ -134,127 +122,28 @@ pub async fn tls_over(
     tcp: TcpStream,
     ca_pem: &str,
     alpn: &[u8],
-) -> std::io::Result<TlsStream<TcpStream>> {
-    let name = ServerName::try_from("localhost").unwrap();
-    connector(ca_pem, alpn).connect(name, tcp).await
+) -> anyhow::Result<TlsStream<TcpStream>> {
+    localhost(tcp.peer_addr()?, ca_pem)
+        .tls_over(tcp, &[alpn])
+        .await
 }
 
 /// Whether a TLS handshake trusting only `ca_pem` succeeds.
 pub async fn handshake_succeeds(addr: SocketAddr, ca_pem: String) -> bool {
-    let Ok(tcp) = TcpStream::connect(addr).await else {
-        return false;
-    };
-    let name = ServerName::try_from("localhost").unwrap();
-    connector(&ca_pem, b"h2").connect(name, tcp).await.is_ok()
+    localhost(addr, &ca_pem).tls(&[b"h2"]).await.is_ok()
 }
 
-/// One request over HTTP/1.1 or HTTP/2, whichever ALPN chose.
-pub struct Client {
-    http1: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
-    http2: Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
-    pub protocol: Vec<u8>,
+/// A client on a new connection to the server, offering `alpn`.
+pub async fn client(addr: SocketAddr, ca_pem: &str, alpn: &[u8]) -> Client {
+    try_client(addr, ca_pem, alpn).await.unwrap()
 }
 
-/// What became of a request sent with [`Client::try_send`].
-pub enum Delivery {
-    Answered(Response<Bytes>),
-    /// The connection refused it before any of it was written, or an HTTP/2 GOAWAY said the
-    /// server never processed it: safe to send again elsewhere.
-    Refused(hyper::Error),
-    /// It was written, and no answer came.
-    Lost(hyper::Error),
-}
-
-impl Client {
-    pub async fn connect(addr: SocketAddr, ca_pem: &str, alpn: &[u8]) -> Self {
-        Self::try_connect(addr, ca_pem, alpn).await.unwrap()
-    }
-
-    pub async fn try_connect(
-        addr: SocketAddr,
-        ca_pem: &str,
-        alpn: &[u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let stream = try_connect_tls(addr, ca_pem, alpn).await?;
-        let protocol = stream
-            .get_ref()
-            .1
-            .alpn_protocol()
-            .unwrap_or_default()
-            .to_vec();
-        let io = TokioIo::new(stream);
-        if protocol == b"h2" {
-            let (send, connection) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
-            tokio::spawn(connection);
-            Ok(Self {
-                http1: None,
-                http2: Some(send),
-                protocol,
-            })
-        } else {
-            let (send, connection) = hyper::client::conn::http1::handshake(io).await?;
-            tokio::spawn(connection);
-            Ok(Self {
-                http1: Some(send),
-                http2: None,
-                protocol,
-            })
-        }
-    }
-
-    /// Sends a request, telling a request the connection refused before writing it from one
-    /// that was written and never answered.
-    pub async fn try_send(&mut self, request: Request<Full<Bytes>>) -> Delivery {
-        let sent = match (&mut self.http1, &mut self.http2) {
-            (Some(h1), _) => h1.try_send_request(request).await,
-            (_, Some(h2)) => h2.try_send_request(request).await,
-            _ => unreachable!(),
-        };
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) if error.message().is_some() => {
-                return Delivery::Refused(error.into_error());
-            }
-            Err(error) if unprocessed(error.error()) => {
-                return Delivery::Refused(error.into_error());
-            }
-            Err(error) => return Delivery::Lost(error.into_error()),
-        };
-        let (parts, body) = response.into_parts();
-        match body.collect().await {
-            Ok(body) => Delivery::Answered(Response::from_parts(parts, body.to_bytes())),
-            Err(error) => Delivery::Lost(error),
-        }
-    }
-
-    pub async fn send(&mut self, request: Request<Full<Bytes>>) -> hyper::Result<Response<Bytes>> {
-        let response = match (&mut self.http1, &mut self.http2) {
-            (Some(h1), _) => h1.send_request(request).await?,
-            (_, Some(h2)) => h2.send_request(request).await?,
-            _ => unreachable!(),
-        };
-        let (parts, body) = response.into_parts();
-        Ok(Response::from_parts(
-            parts,
-            body.collect().await?.to_bytes(),
-        ))
-    }
-}
-
-/// Whether an HTTP/2 stream failed because the server's GOAWAY put it above the last stream it
-/// processed, which RFC 9113 section 6.8 makes safe to retry.
-fn unprocessed(error: &hyper::Error) -> bool {
-    let h2 = std::error::Error::source(error).and_then(|e| e.downcast_ref::<h2::Error>());
-    h2.is_some_and(|h2| {
-        h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR)
-    })
+/// A client on a new connection to the server, or why there is none.
+pub async fn try_client(addr: SocketAddr, ca_pem: &str, alpn: &[u8]) -> anyhow::Result<Client> {
+    localhost(addr, ca_pem).client(&[alpn]).await
 }
 
 pub fn review_request(fixture: &str) -> Request<Full<Bytes>> {
     let body = std::fs::read(format!("tests/fixtures/reviews/{fixture}.json")).unwrap();
-    Request::post("https://localhost/validate")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap()
+    testkit::https::post_json("https://localhost/validate", body).unwrap()
 }

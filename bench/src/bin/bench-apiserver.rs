@@ -23,11 +23,14 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use e2e::{cluster::Cluster, paths, process::wait_for};
+use e2e::{cluster::Cluster, paths};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, api::PostParams};
 use serde_json::Value;
-use testkit::names::{CONFIGURATION, WEBHOOK};
+use testkit::{
+    names::{CONFIGURATION, WEBHOOK},
+    process::wait_for,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -62,7 +65,7 @@ async fn main() -> Result<()> {
     let work = paths::target().join("bench-apiserver");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    e2e::process::clean_up_on_interrupt();
+    testkit::process::clean_up_on_interrupt();
     let cluster = Cluster::start_local(work.clone()).await?;
     let outcome = run(&cluster, &args, &work).await;
     cluster.finish(outcome.is_err());

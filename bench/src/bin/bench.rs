@@ -12,7 +12,6 @@ use validator_webhook_bench::{
     headline, load, payloads,
     plan::{LOAD_CPU, Plan, SERVER_CPU, ServerKind},
     prereqs::{self, Layout, step},
-    process,
     report::{self, Machine, Setup, Summary},
     runner::Runner,
     servers::Pki,
@@ -47,7 +46,7 @@ fn main() -> ExitCode {
 /// Runs the plan; `Ok(false)` when some server failed.
 fn run(args: &Args) -> anyhow::Result<bool> {
     let started = Instant::now();
-    process::kill_all_on_signal().context("cannot install the signal handler")?;
+    testkit::process::clean_up_on_interrupt();
     let layout = Layout::discover()?;
     let plan = if args.quick {
         Plan::quick()

@@ -11,7 +11,7 @@ async fn main() -> Result<()> {
     let dir = paths::target().join("local-cluster");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    e2e::process::clean_up_on_interrupt();
+    testkit::process::clean_up_on_interrupt();
     let cluster = Cluster::start_local(dir.clone()).await?;
     cluster
         .wait_until_ready()

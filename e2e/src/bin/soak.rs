@@ -95,7 +95,7 @@ async fn main() -> ExitCode {
 async fn soak() -> Result<bool> {
     let seconds = env_number("SOAK_SECONDS", 120)?;
     let clients = usize::try_from(env_number("SOAK_CLIENTS", 4)?)?;
-    e2e::process::clean_up_on_interrupt();
+    testkit::process::clean_up_on_interrupt();
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let work = paths::target()
         .join("soak")
