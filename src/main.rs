@@ -36,8 +36,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Check(args) => {
-            let policy = match args.policy.policy() {
-                Ok(policy) => policy,
+            let config = match args.policy.config() {
+                Ok(config) => config,
                 Err(error) => {
                     eprintln!("validator-webhook: {error}");
                     return ExitCode::from(check::Status::Usage as u8);
@@ -48,6 +48,7 @@ fn main() -> ExitCode {
                 quiet: args.quiet,
                 strict: args.strict,
                 exclude: args.exclude,
+                namespace: args.namespace.clone(),
             };
             let out = &mut std::io::BufWriter::new(std::io::stdout().lock());
             let checked = if args.cluster {
@@ -56,9 +57,9 @@ fn main() -> ExitCode {
                     (false, Some(namespace)) => check::cluster::Scope::Namespace(namespace),
                     (false, None) => check::cluster::Scope::Default,
                 };
-                check::cluster::run(&policy, &scope, &options, out)
+                check::cluster::run(&config, &scope, &options, out)
             } else {
-                check::run(&policy, &args.files, &options, out)
+                check::run(&config, &args.files, &options, out)
             };
             match checked {
                 Ok(status) => ExitCode::from(status as u8),

@@ -78,6 +78,35 @@ fn snapshot(name: &str, output: &Output) {
 #[case::json_output(&["--output", "json", "denial-then-no-kind.yaml", "no-such-file.yaml"], 2)]
 #[case::junit_output(&["--output", "junit", "denial-then-no-kind.yaml", "duplicate-key.yaml"], 2)]
 #[case::github_output(&["--output", "github", "denial-then-no-kind.yaml", "duplicate-key.yaml"], 2)]
+#[case::each_object_is_judged_by_the_rules_of_its_namespace(
+    &["--policy-file", "policy-namespaces.yaml", "namespaces.yaml"],
+    1
+)]
+#[case::denials_in_warn_and_audit_namespaces_pass_the_gate(
+    &["--policy-file", "policy-namespaces.yaml", "--namespace", "legacy", "staged.yaml"],
+    0
+)]
+#[case::an_object_without_namespace_is_judged_in_default(
+    &["--policy-file", "policy-namespaces.yaml", "staged.yaml"],
+    1
+)]
+#[case::quiet_prints_warned_and_audited_objects(
+    &["--quiet", "--policy-file", "policy-namespaces.yaml", "namespaces.yaml"],
+    1
+)]
+#[case::github_output_warns_for_warned_and_audited_objects(
+    &["--output", "github", "--policy-file", "policy-namespaces.yaml", "namespaces.yaml"],
+    1
+)]
+#[case::junit_output_passes_warned_and_audited_objects(
+    &["--output", "junit", "--policy-file", "policy-namespaces.yaml", "staged.yaml"],
+    1
+)]
+#[case::the_mode_flag_applies_where_the_file_sets_none(&["--mode", "audit", "flow.yaml"], 0)]
+#[case::an_update_is_judged_against_its_old_object(
+    &["--on-update", "changed", "../reviews/deployment-update-keeps-bad-image.json", "../reviews/deployment-update-adds-bad-image.json"],
+    1
+)]
 fn check_reports_every_document(#[case] args: &[&str], #[case] status: i32) {
     let output = check(args);
     assert_eq!(
@@ -130,7 +159,7 @@ fn json_output_has_the_documented_schema() {
     assert_eq!(violation, ["container", "image", "name", "path", "reason"]);
     assert_eq!(
         json["summary"],
-        serde_json::json!({"allowed": 1, "denied": 1, "not_inspected": 0, "skipped": 1, "invalid": 0})
+        serde_json::json!({"allowed": 1, "denied": 1, "warned": 0, "audited": 0, "not_inspected": 0, "skipped": 1, "invalid": 0})
     );
 }
 
@@ -172,7 +201,9 @@ fn a_long_stream_and_a_30000_pod_list_are_read_whole() {
     );
     assert_eq!(
         stdout.lines().last(),
-        Some("29999 allowed, 1 denied, 2000 not inspected, 0 skipped, 0 invalid")
+        Some(
+            "29999 allowed, 1 denied, 0 warned, 0 audited, 2000 not inspected, 0 skipped, 0 invalid"
+        )
     );
 }
 

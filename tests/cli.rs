@@ -27,7 +27,7 @@ fn check_passes_a_good_manifest() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        "examples/deployment-good.yaml:1: Deployment web: allowed\n1 allowed, 0 denied, 0 not inspected, 0 skipped, 0 invalid\n"
+        "examples/deployment-good.yaml:1: Deployment web: allowed\n1 allowed, 0 denied, 0 warned, 0 audited, 0 not inspected, 0 skipped, 0 invalid\n"
     );
 }
 

@@ -345,15 +345,47 @@ fn answers_in_each_mode(#[case] mode: Mode, #[case] name: &str, #[case] expect: 
     pin(&format!("mode-{}-{name}", mode.label()), &path, &reply);
 }
 
-#[test]
-fn warn_mode_fits_a_hundred_offenders_into_the_api_servers_limits() {
+/// `pod-denied` with a hundred containers, none of whose images is allowed.
+fn a_hundred_offenders() -> Vec<u8> {
     let mut review: Value =
         serde_json::from_slice(&std::fs::read(fixture("pod-denied")).unwrap()).unwrap();
     let containers: Vec<Value> = (0..100)
         .map(|i| serde_json::json!({"name": format!("c{i}"), "image": format!("registry.example.com/team/tools/sidecar-{i}:1.0")}))
         .collect();
     review["request"]["object"]["spec"]["containers"] = Value::from(containers);
-    let body = serde_json::to_vec(&review).unwrap();
+    serde_json::to_vec(&review).unwrap()
+}
+
+#[test]
+fn audit_mode_caps_the_annotation_of_a_hundred_offenders() {
+    let reply = reply_to(
+        &in_mode(Mode::Audit),
+        &a_hundred_offenders(),
+        Expect::Audited,
+    );
+    let annotation = reply["response"]["auditAnnotations"][review::VIOLATIONS_ANNOTATION]
+        .as_str()
+        .unwrap();
+    assert!(
+        annotation.len() <= review::MAX_ANNOTATION_BYTES,
+        "{}",
+        annotation.len()
+    );
+    assert!(
+        annotation.starts_with("Invalid image name in 100 containers: "),
+        "{annotation}"
+    );
+    assert!(annotation.ends_with(" more"), "{annotation}");
+    pin(
+        "mode-audit-a-hundred-offenders",
+        &fixture("pod-denied"),
+        &reply,
+    );
+}
+
+#[test]
+fn warn_mode_fits_a_hundred_offenders_into_the_api_servers_limits() {
+    let body = a_hundred_offenders();
     let reply = reply_to(&in_mode(Mode::Warn), &body, Expect::WarnedEach(35));
     let warnings = reply["response"]["warnings"].as_array().unwrap();
     let total: usize = warnings

@@ -328,12 +328,12 @@ impl Cluster {
         }
     }
 
-    /// The API server's audit log, where the local control plane writes one (kind's API
-    /// server has none).
-    pub fn audit_log(&self) -> Option<PathBuf> {
+    /// The API server's audit log, as a file of this machine (`e2e/audit-policy.yaml` says
+    /// what it records).
+    pub fn audit_log(&self) -> &Path {
         match &self.backend {
-            Backend::Local(local) => Some(local.plane.audit_log.clone()),
-            Backend::Kind(_) => None,
+            Backend::Local(local) => &local.plane.audit_log,
+            Backend::Kind(kind) => &kind.cluster.audit_log,
         }
     }
 

@@ -44,6 +44,8 @@ pub struct KindCluster {
     kind: PathBuf,
     name: String,
     pub kubeconfig: PathBuf,
+    /// The API server's audit log, written in the node to a directory mounted from the host.
+    pub audit_log: PathBuf,
     keep: bool,
     /// How long `kind create cluster` took.
     pub created_in: Duration,
@@ -68,7 +70,8 @@ impl KindCluster {
 
         eprintln!("==> the kind node image");
         let image = node_image()?;
-        let config = paths::repository().join("e2e/kind/cluster.yaml");
+        let audit = audit_directory(&dir)?;
+        let config = config(&dir, &audit)?;
         eprintln!(
             "==> creating kind cluster {name} from {} with {image}",
             config.display()
@@ -82,6 +85,7 @@ impl KindCluster {
             kind,
             name,
             kubeconfig,
+            audit_log: audit.join("audit.log"),
             keep,
             created_in: Duration::ZERO,
         };
@@ -243,6 +247,42 @@ impl Drop for KindCluster {
         forget_undo(&undo(&self.name));
         let _ = std::fs::remove_file(&self.kubeconfig);
     }
+}
+
+/// The placeholder in `e2e/kind/cluster.yaml` for the host directory of the audit log.
+const AUDIT_DIR: &str = "E2E_AUDIT_DIR";
+
+/// A fresh host directory for the API server's audit policy (`e2e/audit-policy.yaml`, the one
+/// the local control plane reads) and log, mounted into the node.
+fn audit_directory(dir: &Path) -> Result<PathBuf> {
+    let audit = dir.join("audit");
+    if audit.exists() {
+        std::fs::remove_dir_all(&audit)
+            .with_context(|| format!("cannot clear {}", audit.display()))?;
+    }
+    std::fs::create_dir_all(&audit)?;
+    std::fs::copy(paths::audit_policy(), audit.join("policy.yaml"))
+        .context("cannot copy e2e/audit-policy.yaml")?;
+    Ok(audit)
+}
+
+/// `e2e/kind/cluster.yaml` with the audit directory's host path in place, written beside it in
+/// `dir`.
+fn config(dir: &Path, audit: &Path) -> Result<PathBuf> {
+    let template = paths::repository().join("e2e/kind/cluster.yaml");
+    let text = std::fs::read_to_string(&template)
+        .with_context(|| format!("cannot read {}", template.display()))?;
+    ensure!(
+        text.matches(AUDIT_DIR).count() == 1,
+        "{} names {AUDIT_DIR} not exactly once",
+        template.display()
+    );
+    let audit = audit
+        .to_str()
+        .context("the audit directory's path is not UTF-8")?;
+    let config = dir.join("cluster.yaml");
+    std::fs::write(&config, text.replace(AUDIT_DIR, audit))?;
+    Ok(config)
 }
 
 fn undo(name: &str) -> String {

@@ -141,7 +141,7 @@ impl ControlPlane {
             // Admission webhooks' audit annotations land here (the audit case reads them).
             .arg(format!(
                 "--audit-policy-file={}",
-                audit_policy(dir)?.display()
+                paths::audit_policy().display()
             ))
             .arg(format!(
                 "--audit-log-path={}",
@@ -257,19 +257,6 @@ fn start_controller_manager(
 const CONTROLLERS: &str = "serviceaccount-controller,serviceaccount-token-controller,\
 root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,\
 namespace-controller,garbage-collector-controller";
-
-/// An audit policy that records writes of the kinds the e2e cases create, with their
-/// annotations, and nothing else.
-fn audit_policy(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join("audit-policy.yaml");
-    std::fs::write(
-        &path,
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
-         - level: Metadata\n  verbs: [create, update, patch]\n  resources:\n\
-         \x20 - group: apps\n    resources: [deployments]\n- level: None\n",
-    )?;
-    Ok(path)
-}
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;

@@ -18,6 +18,12 @@ pub fn manifests() -> PathBuf {
     repository().join("e2e/manifests")
 }
 
+/// The API server's audit policy on both backends: writes of Deployments, with their
+/// annotations (admission webhooks' audit annotations among them), and nothing else.
+pub fn audit_policy() -> PathBuf {
+    repository().join("e2e/audit-policy.yaml")
+}
+
 /// The webhook binary: `$VALIDATOR_WEBHOOK_BIN`, or the debug build.
 pub fn webhook_binary() -> Result<PathBuf> {
     let binary = std::env::var_os("VALIDATOR_WEBHOOK_BIN")

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     policy::{
-        Mode, OnUpdate, Policy,
+        Mode, OnUpdate,
         config::{Overrides, PolicyConfig},
     },
     webhook::policy_file::{self, PolicyFileError},
@@ -43,8 +43,13 @@ pub enum Command {
     ///
     /// Reads YAML (several documents per file) or JSON (one object, or several concatenated):
     /// Kubernetes objects, `List`s of them, or AdmissionReviews, and reports every document.
-    /// Exits 0 when everything is allowed, not inspected or skipped, 1 when anything is denied,
-    /// 2 when some input cannot be read, and 3 on a usage or configuration error.
+    /// Each is judged as the webhook would judge it in its namespace (an object that names none
+    /// goes to --namespace, or `default`): with that namespace's prefixes and mode from
+    /// --policy-file and the flags. A denial in a namespace in `warn` or `audit` mode is
+    /// reported as `warned` or `audited` and does not fail the check.
+    /// Exits 0 when everything is allowed, warned, audited, not inspected or skipped, 1 when
+    /// anything is denied, 2 when some input cannot be read, and 3 on a usage or configuration
+    /// error.
     Check(CheckArgs),
     /// Write a CA, a serving certificate for the webhook's Service, the Secret holding them and
     /// the patch that puts the CA into the ValidatingWebhookConfiguration: what a cluster
@@ -99,11 +104,6 @@ impl PolicyArgs {
     pub fn config(&self) -> Result<PolicyConfig, ConfigError> {
         policy_file::load(self.policy_file.as_deref(), &self.overrides())
             .map_err(ConfigError::Policy)
-    }
-
-    /// The policy outside any per-namespace override.
-    pub fn policy(&self) -> Result<Policy, ConfigError> {
-        Ok(self.config()?.default.policy)
     }
 }
 
@@ -305,7 +305,9 @@ pub struct CheckArgs {
     #[arg(long, env = "VALIDATOR_WEBHOOK_CLUSTER")]
     pub cluster: bool,
 
-    /// With --cluster: the namespace to list (default: the kubeconfig context's).
+    /// The namespace of objects that name none, as `kubectl apply -n` gives it (default:
+    /// `default`; kubectl itself would use the kubeconfig context's). With --cluster: the
+    /// namespace to list (default: the kubeconfig context's).
     #[arg(
         long,
         short = 'n',
@@ -347,7 +349,7 @@ pub struct CheckArgs {
     #[arg(long, env = "VALIDATOR_WEBHOOK_STRICT")]
     pub strict: bool,
 
-    /// Print only denials and documents that cannot be read.
+    /// Print only denials (warned and audited ones too) and documents that cannot be read.
     #[arg(long, short, env = "VALIDATOR_WEBHOOK_QUIET")]
     pub quiet: bool,
 }
@@ -461,7 +463,10 @@ mod tests {
         };
         assert_eq!(args.listen.to_string(), "0.0.0.0:8443");
         assert_eq!(args.metrics_listen.to_string(), "0.0.0.0:9090");
-        assert_eq!(args.policy.policy().unwrap().prefixes(), ["msalinasc_"]);
+        assert_eq!(
+            args.policy.config().unwrap().default.policy.prefixes(),
+            ["msalinasc_"]
+        );
         assert_eq!(args.policy.config().unwrap().default.mode, Mode::Enforce);
         assert!(args.tls_files().unwrap().is_none());
         assert_eq!(args.shutdown_delay, Duration::from_secs(5));

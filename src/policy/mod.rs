@@ -319,6 +319,15 @@ impl Denial<'_> {
         self.prefixes
     }
 
+    /// What the message says before its clauses: `Invalid image name: `, or with the count of
+    /// containers when there are several.
+    pub fn heading(&self) -> String {
+        match self.violations.as_slice() {
+            [_] => "Invalid image name: ".to_owned(),
+            many => format!("Invalid image name in {} containers: ", many.len()),
+        }
+    }
+
     /// One clause per offending container, as the denial message lists them.
     pub fn clauses(&self) -> impl Iterator<Item = String> + '_ {
         self.violations
@@ -355,10 +364,7 @@ impl fmt::Display for Clause<'_> {
 /// The denial message users see in `kubectl`: one line, one clause per offending container.
 impl fmt::Display for Denial<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.violations.as_slice() {
-            [_] => write!(f, "Invalid image name: ")?,
-            many => write!(f, "Invalid image name in {} containers: ", many.len())?,
-        }
+        f.write_str(&self.heading())?;
         for (i, violation) in self.violations.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;

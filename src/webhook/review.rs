@@ -35,6 +35,12 @@ pub const MAX_WARNINGS_CHARS: usize = 4 * 1024;
 /// (`truncateItemRunes`, same file).
 pub const MAX_WARNING_CHARS: usize = 256;
 
+/// The most the [`VIOLATIONS_ANNOTATION`] holds, in bytes: the would-be denial's clauses in
+/// order while they fit, then `…and N more`. The API server writes the annotation into every
+/// audit event of the request, and an audit backend that truncates events drops one still over
+/// its limit whole (`--audit-log-truncate-max-event-size`, 100 KiB by default).
+pub const MAX_ANNOTATION_BYTES: usize = 4 * 1024;
+
 /// The length the AdmissionResponse API asks warnings to keep to where possible
 /// (`warnings` in k8s.io/api `admission/v1/types.go`).
 pub const SHORT_WARNING_CHARS: usize = 120;
@@ -150,9 +156,10 @@ pub fn respond<K: Resource>(
         if mode == Mode::Warn {
             response.warnings = Some(warnings(verdict, &message));
         }
-        response
-            .audit_annotations
-            .insert(VIOLATIONS_ANNOTATION.to_owned(), message);
+        response.audit_annotations.insert(
+            VIOLATIONS_ANNOTATION.to_owned(),
+            annotation(verdict, message),
+        );
         return response;
     }
     let mut response = response.deny(&message);
@@ -216,25 +223,80 @@ pub fn warnings(verdict: &Verdict<'_>, message: &str) -> Vec<String> {
             .collect(),
         _ => vec![cut(message.to_owned(), MAX_WARNING_CHARS)],
     };
-    let total = each.len();
-    if each.iter().map(|w| w.chars().count()).sum::<usize>() <= MAX_WARNINGS_CHARS {
-        return each;
+    within(
+        each,
+        MAX_WARNINGS_CHARS,
+        0,
+        |w| w.chars().count(),
+        |n| format!("…and {n} more images the policy does not allow"),
+    )
+}
+
+/// The [`VIOLATIONS_ANNOTATION`] of a would-be denial, within [`MAX_ANNOTATION_BYTES`]: the
+/// message whole when it fits; otherwise its heading (with the count of all offending
+/// containers) and its clauses while they fit, each cut as in [`warnings`] when over
+/// [`MAX_WARNING_CHARS`], then `…and N more`. Another message is cut to the limit.
+pub fn annotation(verdict: &Verdict<'_>, message: String) -> String {
+    if message.len() <= MAX_ANNOTATION_BYTES {
+        return message;
+    }
+    let Verdict::Denied(denial) = verdict else {
+        return cut_bytes(message, MAX_ANNOTATION_BYTES);
+    };
+    let heading = denial.heading();
+    let clauses = denial
+        .violations
+        .iter()
+        .zip(denial.clauses())
+        .map(|(violation, clause)| {
+            if clause.chars().count() <= MAX_WARNING_CHARS {
+                clause
+            } else {
+                cut(
+                    denial.short_clause(violation, SHORT_IMAGE_CHARS),
+                    MAX_WARNING_CHARS,
+                )
+            }
+        })
+        .collect();
+    let budget = MAX_ANNOTATION_BYTES - heading.len();
+    let kept = within(clauses, budget, SEPARATOR.len(), str::len, |n| {
+        format!("…and {n} more")
+    });
+    heading + &kept.join(SEPARATOR)
+}
+
+/// Between the clauses of a denial message.
+const SEPARATOR: &str = "; ";
+
+/// `items` in order while they fit in `budget`, as `length` measures them with `separator`
+/// between two; when some do not, a last item `more(how many were left out)`, which fits in
+/// the room kept for it ([`MORE_CHARS`]).
+fn within(
+    items: Vec<String>,
+    budget: usize,
+    separator: usize,
+    length: fn(&str) -> usize,
+    more: impl Fn(usize) -> String,
+) -> Vec<String> {
+    let total = items.len();
+    let all =
+        items.iter().map(|item| length(item)).sum::<usize>() + separator * total.saturating_sub(1);
+    if all <= budget {
+        return items;
     }
     let mut kept = Vec::new();
-    let mut chars = 0;
-    for (i, warning) in each.into_iter().enumerate() {
-        let length = warning.chars().count();
-        // Room for the last warning, which says how many were left out, unless none will be.
+    let mut used = 0;
+    for (i, item) in items.into_iter().enumerate() {
+        let needed = length(&item) + if i == 0 { 0 } else { separator };
+        // Room for the last item, which says how many were left out, unless none will be.
         let reserve = if i + 1 == total { 0 } else { MORE_CHARS };
-        if chars + length + reserve > MAX_WARNINGS_CHARS {
-            kept.push(format!(
-                "…and {} more images the policy does not allow",
-                total - i
-            ));
+        if used + needed + reserve > budget {
+            kept.push(more(total - i));
             break;
         }
-        chars += length;
-        kept.push(warning);
+        used += needed;
+        kept.push(item);
     }
     kept
 }
@@ -242,8 +304,21 @@ pub fn warnings(verdict: &Verdict<'_>, message: &str) -> Vec<String> {
 /// How much of a long image a shortened warning shows, its start and its end.
 const SHORT_IMAGE_CHARS: usize = 48;
 
-/// Room kept for the `…and N more` warning.
+/// Room kept for the `…and N more` warning or clause.
 const MORE_CHARS: usize = 64;
+
+/// `text` cut to at most `max` bytes (at a character boundary), ending with `…` when cut.
+fn cut_bytes(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let end = (0..=max - '…'.len_utf8())
+            .rev()
+            .find(|&at| text.is_char_boundary(at))
+            .unwrap_or(0);
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
 
 /// `text` cut to at most `max` characters, ending with `…` when cut.
 fn cut(mut text: String, max: usize) -> String {
@@ -471,6 +546,63 @@ mod tests {
             let end = format!(r#":1" has name "app-{i}", which does not start with "msalinasc_""#);
             assert!(warning.ends_with(&end), "{warning}");
         }
+    }
+
+    #[rstest::rstest]
+    #[case::few_short(3, 10)]
+    #[case::many_short(500, 10)]
+    #[case::few_long(3, 200)]
+    #[case::many_long(100, 200)]
+    fn the_audit_annotation_stays_within_its_limit(#[case] count: usize, #[case] length: usize) {
+        let request = pod_with_bad_images(count, length);
+        let message = answer(&request).result.message;
+        let response = answer_in(Mode::Audit, &request);
+        let annotation = &response.audit_annotations[VIOLATIONS_ANNOTATION];
+        if message.len() <= MAX_ANNOTATION_BYTES {
+            assert_eq!(*annotation, message, "whole when it fits");
+            return;
+        }
+        assert!(
+            annotation.len() <= MAX_ANNOTATION_BYTES,
+            "{}",
+            annotation.len()
+        );
+        let body = annotation
+            .strip_prefix(&format!("Invalid image name in {count} containers: "))
+            .unwrap_or_else(|| panic!("the heading counts every container: {annotation}"));
+        let clauses: Vec<&str> = body.split("; ").collect();
+        let (listed, more) = clauses.split_at(clauses.len() - 1);
+        assert_eq!(more, [format!("…and {} more", count - listed.len())]);
+        assert!(!listed.is_empty(), "{annotation}");
+        // Each listed image in order, however shortened, with its name and the prefix.
+        for (i, clause) in listed.iter().enumerate() {
+            assert!(clause.chars().count() <= MAX_WARNING_CHARS, "{clause}");
+            let end = format!(r#"has name "app-{i}", which does not start with "msalinasc_""#);
+            assert!(clause.ends_with(&end), "{clause}");
+        }
+    }
+
+    #[test]
+    fn the_audit_annotation_of_an_unreadable_object_is_cut_to_its_limit() {
+        let long = "x".repeat(3 * MAX_ANNOTATION_BYTES);
+        let body = format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{
+                "uid":"u","kind":{{"group":"","version":"v1","kind":"Pod"}},
+                "resource":{{"group":"","version":"v1","resource":"pods"}},"operation":"CREATE",
+                "userInfo":{{}},"object":{{"spec":{{"containers":"{long}"}}}}}}}}"#
+        );
+        let response = answer_in(Mode::Audit, &decode(body.as_bytes()).unwrap());
+        let annotation = &response.audit_annotations[VIOLATIONS_ANNOTATION];
+        assert!(
+            annotation.starts_with("Cannot inspect this Pod: "),
+            "{annotation}"
+        );
+        assert!(
+            annotation.len() <= MAX_ANNOTATION_BYTES,
+            "{}",
+            annotation.len()
+        );
+        assert!(annotation.ends_with('…'), "{annotation}");
     }
 
     #[test]

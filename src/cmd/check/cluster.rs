@@ -17,7 +17,7 @@ use super::{
     evaluate::{Context, Evaluator},
     report::{Finding, Outcome, Report},
 };
-use crate::policy::Policy;
+use crate::policy::config::PolicyConfig;
 
 /// Which namespaces to list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ const PAGE: u32 = 500;
 /// Lists and checks every inspected workload in `scope`. A kubeconfig that cannot be loaded is
 /// an `Err` (a configuration error); a kind that cannot be listed is an invalid result.
 pub fn run(
-    policy: &Policy,
+    policy: &PolicyConfig,
     scope: &Scope,
     options: &Options,
     out: &mut dyn std::io::Write,
@@ -67,8 +67,10 @@ pub fn run(
         };
         let client = Client::try_from(config)
             .map_err(|e| format!("cannot make a client for --cluster: {e}"))?;
+        // Every listed object names its namespace.
         let evaluator = Evaluator {
-            policy,
+            config: policy,
+            namespace: super::DEFAULT_NAMESPACE,
             strict: options.strict,
         };
         let mut recorder = Recorder::new(options, out);

@@ -1,6 +1,7 @@
 //! The webhook's verdict on one parsed document, without I/O: a Kubernetes object is evaluated
 //! as the API server would send it on CREATE, an AdmissionReview as it is, a `List` item by
-//! item. Objects are read by the webhook's own decoder ([`Workload::from_value`], the path
+//! item, each with the rules and mode the policy configuration has for its namespace
+//! ([`PolicyConfig::rules`], as the webhook looks them up). Objects are read by the webhook's own decoder ([`Workload::from_value`], the path
 //! `review::decode` falls back to), so a wrong-shaped workload gets the server's field-path
 //! message, and a kind the policy does not inspect is never decoded at all.
 
@@ -9,7 +10,10 @@ use serde_json::{Map, Value};
 
 use super::report::{Finding, Outcome, Violation};
 use crate::{
-    policy::{Input, Policy, Problem, Skipped, Verdict, workload::PodSpecAt, workload::Workload},
+    policy::{
+        Input, Mode, Problem, Skipped, Verdict, config::PolicyConfig, workload::PodSpecAt,
+        workload::Workload,
+    },
     webhook::review,
 };
 
@@ -30,10 +34,12 @@ pub struct Context<'a> {
     pub template: bool,
 }
 
-/// The policy and how strictly `check` reads not-inspected kinds.
+/// The policy, where objects go, and how strictly `check` reads not-inspected kinds.
 #[derive(Debug, Clone, Copy)]
 pub struct Evaluator<'p> {
-    pub policy: &'p Policy,
+    pub config: &'p PolicyConfig,
+    /// The namespace of objects that name none.
+    pub namespace: &'p str,
     /// Deny kinds the policy does not inspect that carry a pod template.
     pub strict: bool,
 }
@@ -134,14 +140,17 @@ impl Evaluator<'_> {
             return finding;
         }
         let workload = Workload::from_value(Value::Object(map));
-        // As the API server would send it on CREATE.
+        // As the API server would send it on CREATE, in the namespace it would land in.
         let input = Input {
             operation: &Operation::Create,
             kind: &gvk,
             subresource: None,
             object: Some(&workload),
         };
-        self.judge(finding, &gvk, "", None, self.policy.evaluate(input))
+        let namespace = finding.namespace.as_deref().unwrap_or(self.namespace);
+        let rules = self.config.rules(Some(namespace));
+        let verdict = rules.policy.evaluate(input);
+        self.judge(finding, &gvk, "", None, verdict, rules.mode)
     }
 
     /// An AdmissionReview, decoded by the webhook's decoder. Offline nothing needs its `uid`,
@@ -177,17 +186,24 @@ impl Evaluator<'_> {
             message: None,
             violations: Vec::new(),
         };
-        let verdict = self.policy.evaluate(Input::of(&request));
+        // As the webhook answers it: the rules of the request's namespace, and an UPDATE judged
+        // against its old object.
+        let rules = self.config.rules(request.namespace.as_deref());
+        let verdict = rules
+            .policy
+            .evaluate_update(Input::of(&request), request.old_object.as_ref());
         self.judge(
             finding,
             gvk,
             &request.resource.resource,
             request.sub_resource.as_deref(),
             verdict,
+            rules.mode,
         )
     }
 
-    /// The policy's verdict, in the webhook's words.
+    /// The policy's verdict in `mode`, in the webhook's words: a denial outside `enforce` is
+    /// reported as warned or audited, with the same message and violations.
     fn judge(
         &self,
         mut finding: Finding,
@@ -195,6 +211,7 @@ impl Evaluator<'_> {
         resource: &str,
         subresource: Option<&str>,
         verdict: Verdict<'_>,
+        mode: Mode,
     ) -> Finding {
         match &verdict {
             Verdict::Allowed => {}
@@ -203,7 +220,11 @@ impl Evaluator<'_> {
                 finding.message = Some(review::warning(*skipped, gvk, resource, subresource));
             }
             Verdict::Denied(denial) => {
-                finding.verdict = Outcome::Denied;
+                finding.verdict = match mode {
+                    Mode::Enforce => Outcome::Denied,
+                    Mode::Warn => Outcome::Warned,
+                    Mode::Audit => Outcome::Audited,
+                };
                 finding.message = Some(denial.to_string());
                 finding.violations = denial
                     .violations
@@ -293,10 +314,11 @@ mod tests {
     use super::*;
 
     fn findings(strict: bool, document: Value, file_name: Option<&str>) -> Vec<Finding> {
-        let policy = Policy::default();
+        let config = PolicyConfig::default();
         let mut out = Vec::new();
         Evaluator {
-            policy: &policy,
+            config: &config,
+            namespace: "default",
             strict,
         }
         .evaluate(

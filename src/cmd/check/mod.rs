@@ -26,12 +26,13 @@ use self::{
     output::{Format, Sink},
     report::{Finding, Outcome, Report, Summary},
 };
-use crate::policy::Policy;
+use crate::policy::config::PolicyConfig;
 
 /// The process exit status of a check: the worst of its results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
-    /// Everything allowed, not inspected or skipped.
+    /// Everything allowed, not inspected or skipped, or denied only in a namespace in `warn`
+    /// or `audit` mode.
     Passed = 0,
     Denied = 1,
     /// Some input cannot be read, or some document cannot be read as its kind.
@@ -43,7 +44,11 @@ pub enum Status {
 impl Status {
     fn of(outcome: Outcome) -> Self {
         match outcome {
-            Outcome::Allowed | Outcome::NotInspected | Outcome::Skipped => Self::Passed,
+            Outcome::Allowed
+            | Outcome::NotInspected
+            | Outcome::Skipped
+            | Outcome::Warned
+            | Outcome::Audited => Self::Passed,
             Outcome::Denied => Self::Denied,
             Outcome::Invalid => Self::Unreadable,
         }
@@ -58,7 +63,13 @@ pub struct Options {
     pub strict: bool,
     /// `--exclude` globs for walked directories.
     pub exclude: Vec<String>,
+    /// The namespace of objects that name none, as `kubectl apply -n` gives it.
+    pub namespace: Option<String>,
 }
+
+/// The namespace of objects that name none when `--namespace` does not say: the one `kubectl`
+/// uses with a kubeconfig context that names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// Receives results, counts them and writes them out.
 pub struct Recorder<'w> {
@@ -101,14 +112,15 @@ impl<'w> Recorder<'w> {
 /// Checks every path (`-` is standard input, a directory is walked), writing results to `out`.
 /// A problem writing the output is returned as an error.
 pub fn run(
-    policy: &Policy,
+    config: &PolicyConfig,
     paths: &[PathBuf],
     options: &Options,
     out: &mut dyn Write,
 ) -> Result<Status, String> {
     let excludes = Excludes::new(&options.exclude)?;
     let evaluator = Evaluator {
-        policy,
+        config,
+        namespace: options.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
         strict: options.strict,
     };
     let mut recorder = Recorder::new(options, out);

@@ -18,7 +18,8 @@ pub enum Format {
     Json,
     /// A JUnit XML report: a test suite per file, a test case per document.
     Junit,
-    /// GitHub Actions workflow commands: an error annotation per denied or invalid document.
+    /// GitHub Actions workflow commands: an error annotation per denied or invalid document, a
+    /// warning per warned or audited one.
     Github,
 }
 
@@ -28,7 +29,8 @@ pub trait Sink {
     fn finish(&mut self, summary: &Summary) -> io::Result<()>;
 }
 
-/// The sink for `format`; `quiet` keeps only denials and errors in `text` and `github`.
+/// The sink for `format`; `quiet` keeps only denials (warned and audited ones too) and errors
+/// in `text` and `github`.
 pub fn sink<'w>(format: Format, quiet: bool, out: &'w mut dyn Write) -> Box<dyn Sink + 'w> {
     match format {
         Format::Text => Box::new(Text { out, quiet }),
@@ -50,7 +52,7 @@ struct Text<'w> {
 impl Sink for Text<'_> {
     fn report(&mut self, report: &Report) -> io::Result<()> {
         let verdict = report.finding.verdict;
-        if self.quiet && !verdict.is_failure() {
+        if self.quiet && !verdict.is_shown_when_quiet() {
             return Ok(());
         }
         write!(
@@ -144,6 +146,12 @@ impl Junit<'_> {
             let message = xml(report.finding.message.as_deref().unwrap_or_default());
             match report.finding.verdict {
                 Outcome::Allowed => writeln!(self.out, "/>")?,
+                // Passed, with what the webhook would say.
+                Outcome::Warned | Outcome::Audited => writeln!(
+                    self.out,
+                    "><system-out>{}: {message}</system-out></testcase>",
+                    report.finding.verdict.text()
+                )?,
                 Outcome::Denied => writeln!(
                     self.out,
                     "><failure type=\"denied\" message=\"{message}\">{message}</failure></testcase>"
@@ -218,14 +226,16 @@ impl Sink for Github<'_> {
         let finding = &report.finding;
         let title = match finding.verdict {
             Outcome::Denied => "denied by the image policy",
+            Outcome::Warned => "denied by the image policy in warn mode: admitted with warnings",
+            Outcome::Audited => "denied by the image policy in audit mode: admitted and recorded",
             Outcome::Invalid => "cannot be checked",
             Outcome::NotInspected if !self.quiet => "not inspected by the image policy",
             _ => return Ok(()),
         };
-        let level = if finding.verdict.is_failure() {
-            "error"
-        } else {
-            "notice"
+        let level = match finding.verdict {
+            verdict if verdict.is_failure() => "error",
+            Outcome::Warned | Outcome::Audited => "warning",
+            _ => "notice",
         };
         write!(self.out, "::{level} file={}", property(&report.file))?;
         if let Some(line) = report.line {

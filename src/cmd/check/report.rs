@@ -14,6 +14,12 @@ pub enum Outcome {
     /// be rendered first.
     Skipped,
     Denied,
+    /// Denied by the rules of a namespace in `warn` mode: the webhook admits it with a warning
+    /// per offending image.
+    Warned,
+    /// Denied by the rules of a namespace in `audit` mode: the webhook admits it and records the
+    /// would-be denial in the audit log and metrics.
+    Audited,
     /// The document cannot be read, or cannot be read as its kind.
     Invalid,
 }
@@ -26,13 +32,20 @@ impl Outcome {
             Self::NotInspected => "not inspected",
             Self::Skipped => "skipped",
             Self::Denied => "denied",
+            Self::Warned => "warned",
+            Self::Audited => "audited",
             Self::Invalid => "invalid",
         }
     }
 
-    /// Whether `--quiet` still prints it.
+    /// Whether it fails the check (exit status 1 or 2).
     pub fn is_failure(self) -> bool {
         matches!(self, Self::Denied | Self::Invalid)
+    }
+
+    /// Whether `--quiet` still prints it: a failure, or a would-be denial that passes.
+    pub fn is_shown_when_quiet(self) -> bool {
+        self.is_failure() || matches!(self, Self::Warned | Self::Audited)
     }
 }
 
@@ -122,6 +135,8 @@ impl Report {
 pub struct Summary {
     pub allowed: usize,
     pub denied: usize,
+    pub warned: usize,
+    pub audited: usize,
     pub not_inspected: usize,
     pub skipped: usize,
     pub invalid: usize,
@@ -132,6 +147,8 @@ impl Summary {
         *match outcome {
             Outcome::Allowed => &mut self.allowed,
             Outcome::Denied => &mut self.denied,
+            Outcome::Warned => &mut self.warned,
+            Outcome::Audited => &mut self.audited,
             Outcome::NotInspected => &mut self.not_inspected,
             Outcome::Skipped => &mut self.skipped,
             Outcome::Invalid => &mut self.invalid,
@@ -139,7 +156,13 @@ impl Summary {
     }
 
     pub fn total(&self) -> usize {
-        self.allowed + self.denied + self.not_inspected + self.skipped + self.invalid
+        self.allowed
+            + self.denied
+            + self.warned
+            + self.audited
+            + self.not_inspected
+            + self.skipped
+            + self.invalid
     }
 }
 
@@ -147,8 +170,14 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} allowed, {} denied, {} not inspected, {} skipped, {} invalid",
-            self.allowed, self.denied, self.not_inspected, self.skipped, self.invalid
+            "{} allowed, {} denied, {} warned, {} audited, {} not inspected, {} skipped, {} invalid",
+            self.allowed,
+            self.denied,
+            self.warned,
+            self.audited,
+            self.not_inspected,
+            self.skipped,
+            self.invalid
         )
     }
 }
