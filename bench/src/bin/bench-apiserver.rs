@@ -89,6 +89,7 @@ async fn main() -> Result<()> {
     e2e::process::clean_up_on_interrupt();
     let cluster = Cluster::start_local(work.clone()).await?;
     let outcome = async {
+        cluster.wait_until_ready().await?;
         let shipped = Configuration::save(&cluster, &work)?;
         let peers = vec![
             Peer::start(&cluster, &work, Admission::Ceiling, &ceiling, &shipped).await?,
@@ -101,7 +102,7 @@ async fn main() -> Result<()> {
             )
             .await?,
         ];
-        let report = run(&cluster, &args, &work, shipped, &peers).await;
+        let report = run(&cluster, &args, &work, shipped, &peers, &versions).await;
         // The peers stop before their test host goes.
         drop(peers);
         report
@@ -123,6 +124,7 @@ async fn run(
     work: &Path,
     shipped: Configuration,
     peers: &[Peer],
+    versions: &BTreeMap<String, String>,
 ) -> Result<String> {
     let namespace = cluster.namespace("bench").await?;
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &namespace);
@@ -317,13 +319,17 @@ async fn run(
     cluster.delete_namespace(&namespace).await;
     Ok(format!(
         "Server-side dry-run creates of the typical Deployment, {} rounds of {} per admission \
-         set-up, alternating in each round; {}.\n\n{markdown}\nWhat each adds at p50 and on \
+         set-up, alternating in each round; {}; {}.\n\n{markdown}\nWhat each adds at p50 and on \
          average, round by round (against the same round's run without a check):\n\n{per_round}\n\
          Target, this webhook's added p50 within 10% of the ceiling webhook's:\n\n{target}\n\
          {measured}\n{cpu_table}",
         args.rounds,
         args.requests,
-        machine()
+        machine(),
+        (versions.iter())
+            .map(|(tool, version)| format!("{tool}: {version}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 
@@ -582,11 +588,9 @@ impl Configuration {
         let mut object: Value = serde_json::from_str(&std::fs::read_to_string(&self.file)?)?;
         let webhook = format!("{service}.{NAMESPACE}.svc");
         object["metadata"]["name"] = json!(service);
-        let entry = &mut object["webhooks"][0];
-        ensure!(
-            entry.is_object(),
-            "the shipped configuration has no webhook"
-        );
+        let entry = (object["webhooks"].get_mut(0))
+            .filter(|entry| entry.is_object())
+            .context("the shipped configuration has no webhook")?;
         entry["name"] = json!(webhook);
         entry["clientConfig"]["service"]["name"] = json!(service);
         entry["clientConfig"]["caBundle"] =
