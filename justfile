@@ -164,10 +164,10 @@ bench *args: (_require "taskset" "oha" "go")
 bench-quick *args:
     just bench --quick {{ args }}
 
-# What the webhook adds to dry-run creates through a local kube-apiserver, and what the API server measures of it.
-bench-apiserver *args: control-plane
+# What this webhook, its ceiling, controller-runtime and its VAP twin add to dry-run creates through a local kube-apiserver, alternating in rounds.
+bench-apiserver *args: control-plane (_require "go")
     cargo build --release --locked -p validator-webhook
-    cargo build --release --locked -p validator-webhook-bench --bin bench-apiserver
+    cargo build --release --locked -p validator-webhook-bench --bin bench-apiserver --bin ceiling
     VALIDATOR_WEBHOOK_BIN=target/release/validator-webhook target/release/bench-apiserver {{ args }}
 
 # Fails, saying how to install it, when a tool is missing.

@@ -13,6 +13,15 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// No observation: a family the exposition does not have yet.
+    pub fn empty() -> Self {
+        Self {
+            buckets: Vec::new(),
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
     /// Reads `family` from Prometheus text exposition, keeping the series whose labels
     /// include every `(name, value)` of `labels`.
     pub fn parse(exposition: &str, family: &str, labels: &[(&str, &str)]) -> Result<Self> {
@@ -77,8 +86,15 @@ impl Histogram {
         }
     }
 
-    /// This reading and `other` together (both of the same webhook, so the same buckets).
+    /// This reading and `other` together (both of the same webhook, so the same buckets, or
+    /// one of them [`Self::empty`]).
     pub fn plus(&self, other: &Self) -> Self {
+        if self.buckets.is_empty() {
+            return other.clone();
+        }
+        if other.buckets.is_empty() {
+            return self.clone();
+        }
         Self {
             buckets: (self.buckets.iter().zip(&other.buckets))
                 .map(|(&(bound, a), &(_, b))| (bound, a + b))
@@ -185,6 +201,13 @@ mod tests {
         assert_eq!(delta.count, 90);
         assert_eq!(delta.buckets[0], (0.005, 80));
         assert!((delta.mean().unwrap() - 0.28 / 90.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_empty_histogram_adds_nothing_either_way() {
+        let calls = Histogram::parse(&exposition(90, 10, 0.3), FAMILY, CREATE).unwrap();
+        assert_eq!(Histogram::empty().plus(&calls), calls);
+        assert_eq!(calls.plus(&Histogram::empty()), calls);
     }
 
     #[test]

@@ -120,43 +120,7 @@ pub fn prepare(layout: &Layout, servers: &[ServerKind]) -> Result<Tools> {
 
     let mut programs = BTreeMap::new();
     for &server in servers {
-        let program = match server {
-            ServerKind::ValidatorWebhook | ServerKind::Ceiling => {
-                let binary = layout.binaries.join(server.name());
-                ensure!(
-                    binary.is_file(),
-                    "{} is missing: build it first (just bench)",
-                    binary.display()
-                );
-                if server == ServerKind::ValidatorWebhook {
-                    versions.insert(
-                        server.name().to_owned(),
-                        first_line(Command::new(&binary).arg("--version"))?,
-                    );
-                }
-                binary
-            }
-            ServerKind::ControllerRuntime => {
-                let go = find("go", &[PathBuf::from("/usr/local/go/bin")])
-                    .context("go is missing: it builds the controller-runtime peer (Go 1.26)")?;
-                versions.insert(
-                    "go".to_owned(),
-                    first_line(Command::new(&go).arg("version"))?,
-                );
-                build_go_peer(layout, &go)?
-            }
-            ServerKind::Flask | ServerKind::Gunicorn => {
-                let python = python_venv(layout)?;
-                versions.insert(
-                    "python".to_owned(),
-                    first_line(Command::new(&python).arg("--version"))?,
-                );
-                match server {
-                    ServerKind::Flask => python,
-                    _ => python.with_file_name("gunicorn"),
-                }
-            }
-        };
+        let program = ready_server(layout, server, &mut versions)?;
         step(&format!("{}: {}", server.name(), program.display()));
         programs.insert(server, program);
     }
@@ -165,6 +129,52 @@ pub fn prepare(layout: &Layout, servers: &[ServerKind]) -> Result<Tools> {
         oha,
         servers: programs,
         versions,
+    })
+}
+
+/// Readies `server`'s program: the release binary beside the runner, the controller-runtime
+/// peer built, or the Python venv; records the versions that produced the numbers.
+pub fn ready_server(
+    layout: &Layout,
+    server: ServerKind,
+    versions: &mut BTreeMap<String, String>,
+) -> Result<PathBuf> {
+    Ok(match server {
+        ServerKind::ValidatorWebhook | ServerKind::Ceiling => {
+            let binary = layout.binaries.join(server.name());
+            ensure!(
+                binary.is_file(),
+                "{} is missing: build it first (`just bench` and `just bench-apiserver` do)",
+                binary.display()
+            );
+            if server == ServerKind::ValidatorWebhook {
+                versions.insert(
+                    server.name().to_owned(),
+                    first_line(Command::new(&binary).arg("--version"))?,
+                );
+            }
+            binary
+        }
+        ServerKind::ControllerRuntime => {
+            let go = find("go", &[PathBuf::from("/usr/local/go/bin")])
+                .context("go is missing: it builds the controller-runtime peer (Go 1.26)")?;
+            versions.insert(
+                "go".to_owned(),
+                first_line(Command::new(&go).arg("version"))?,
+            );
+            build_go_peer(layout, &go)?
+        }
+        ServerKind::Flask | ServerKind::Gunicorn => {
+            let python = python_venv(layout)?;
+            versions.insert(
+                "python".to_owned(),
+                first_line(Command::new(&python).arg("--version"))?,
+            );
+            match server {
+                ServerKind::Flask => python,
+                _ => python.with_file_name("gunicorn"),
+            }
+        }
     })
 }
 
@@ -180,6 +190,7 @@ fn build_go_peer(layout: &Layout, go: &Path) -> Result<PathBuf> {
         .any(|file| modified(&source.join(file)).is_none_or(|changed| changed > built));
     if stale {
         step("controller-runtime peer: building");
+        fs::create_dir_all(layout.out.join("bin"))?;
         // No VCS stamping: the peer is part of this repository, not a module release.
         run(Command::new(go)
             .current_dir(&source)

@@ -33,13 +33,15 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// Issues them with the webhook's own `certs` code into `dir`.
+    /// Issues them with the webhook's own `certs` code into `dir`, for the webhook's Service.
     pub fn issue(dir: &Path) -> Result<Self> {
-        let issued = validator_webhook::pki::Issued::for_service(
-            testkit::names::SERVICE,
-            testkit::names::NAMESPACE,
-            7,
-        )?;
+        Self::issue_for(testkit::names::SERVICE, dir)
+    }
+
+    /// Issues them into `dir` for the Service `service` of the webhook's namespace.
+    pub fn issue_for(service: &str, dir: &Path) -> Result<Self> {
+        let issued =
+            validator_webhook::pki::Issued::for_service(service, testkit::names::NAMESPACE, 7)?;
         fs::create_dir_all(dir)?;
         let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
         fs::write(dir.join("ca.crt"), &issued.ca_pem)?;

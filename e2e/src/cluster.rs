@@ -32,7 +32,7 @@ use crate::{
     local::{Assets, ControlPlane, LocalWebhook, endpoint_slice},
     paths,
 };
-use testkit::process::{run, wait_for};
+use testkit::process::{Process, run, wait_for};
 
 /// The label every test namespace carries, so leftovers are easy to find.
 pub const NAMESPACE_LABEL: &str = "validator-webhook-e2e";
@@ -252,6 +252,24 @@ impl Cluster {
     /// The kubeconfig of the cluster.
     pub fn kubeconfig(&self) -> &Path {
         self.kubectl.kubeconfig()
+    }
+
+    /// Starts `program` with `args` in the local webhook's test host, beside the webhook, so the
+    /// API server reaches it as it reaches the webhook, at the returned address (on another
+    /// port). Its log is `<name>.log` beside the others; it stops when the process is dropped.
+    pub fn spawn_beside_webhook(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[&std::ffi::OsStr],
+    ) -> Result<(Process, std::net::Ipv4Addr)> {
+        let Backend::Local(local) = &self.backend else {
+            bail!("only the local backend runs servers beside the webhook");
+        };
+        let mut command = local.webhook.command_beside(program);
+        command.args(args);
+        let process = Process::spawn(name, command, &self.work.join("logs"))?;
+        Ok((process, local.webhook.address().0))
     }
 
     /// Where the local webhook serves its metrics (none on kind, where it runs in pods).

@@ -382,6 +382,12 @@ impl LocalWebhook {
         command
     }
 
+    /// `program` as a process of the test host, with an empty environment: another server the
+    /// API server can reach at the webhook's address.
+    pub fn command_beside(&self, program: &Path) -> std::process::Command {
+        self.host.command(program, &[])
+    }
+
     /// A second instance beside the first, as a rolling update surges one: the same files, on
     /// the port after the webhook's and the port after the metrics port. Its address is
     /// [`Self::surge_address`]; it stops when the returned process is dropped.

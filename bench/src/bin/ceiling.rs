@@ -20,6 +20,10 @@ struct Args {
     /// PEM private key.
     #[arg(long, value_name = "PATH")]
     key: PathBuf,
+    /// Answer with the uid of each request, as an API server requires, found by a byte search
+    /// rather than a parse.
+    #[arg(long)]
+    echo_uid: bool,
 }
 
 // The same runtime as the webhook's: one worker per CPU it may run on.
@@ -28,5 +32,5 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = (tokio::net::TcpListener::bind(args.listen).await)
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
-    ceiling::serve(listener, &args.cert, &args.key).await
+    ceiling::serve(listener, &args.cert, &args.key, args.echo_uid).await
 }
