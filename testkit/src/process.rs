@@ -353,7 +353,9 @@ mod tests {
     fn a_stop_asks_with_sigterm_first() {
         let logs = std::env::temp_dir().join(format!("testkit-process-{}", std::process::id()));
         std::fs::create_dir_all(&logs).unwrap();
-        let script = "trap 'echo terminated; exit 0' TERM; echo up; while :; do sleep 0.05; done";
+        // The shell waits on a background sleep, so the group's SIGTERM reaches the trap and
+        // the sleep alike, and the shell reports nothing about a background job.
+        let script = "trap 'echo terminated; exit 0' TERM; echo up; sleep 1000 & wait";
         let mut command = Command::new("sh");
         command.args(["-c", script]);
         let mut process = Process::spawn("trapper", command, &logs).unwrap();
