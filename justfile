@@ -13,8 +13,8 @@ default:
 run *args:
     cargo run -- {{ args }}
 
-# Everything CI runs: lint, unit and snapshot tests, the static binary, the e2e suite on a local control plane, the VAP parity suite, the chart, then the image, its smoke test and the e2e suite on kind.
-test: lint unit e2e-static e2e-local e2e-parity chart image e2e-image e2e
+# Everything CI runs: lint, unit and snapshot tests, 30 s of fuzzing per target, the static binary, the e2e suite on a local control plane, the VAP parity suite, the chart, then the image, its smoke test and the e2e suite on kind.
+test: lint unit fuzz-quick e2e-static e2e-local e2e-parity chart image e2e-image e2e
 
 # Formatting, clippy, and the lint of the Dockerfile, the workflow and the shell in recipes.
 lint:
