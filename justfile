@@ -52,6 +52,11 @@ fuzz seconds="600": _cargo-fuzz
     )
     log="$(mktemp)"
     trap 'rm -f "$log"' EXIT
+    if ! cargo fuzz build --sanitizer none >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "the fuzz targets in fuzz/fuzz_targets/ do not build against the webhook's current API" >&2
+        exit 1
+    fi
     for target in review image_reference; do
         mkdir -p "corpus/$target" artifacts
         # shellcheck disable=SC2086 # the seed directories are separate words

@@ -3,11 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use validator_webhook::{policy::Policy, webhook::review};
+use validator_webhook::{policy::config::PolicyConfig, webhook::review};
 
 fuzz_target!(|body: &[u8]| {
-    let policy = Policy::default();
-    if let Ok(reviewed) = review::review(&policy, body) {
+    let config = PolicyConfig::default();
+    if let Ok(reviewed) = review::review(&config, body) {
         let answer: serde_json::Value =
             serde_json::from_slice(&reviewed.body).expect("the answer is JSON");
         assert_eq!(answer["kind"], "AdmissionReview");
