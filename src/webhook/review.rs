@@ -15,7 +15,7 @@ use kube::core::{
 use serde_json::error::Category;
 
 use crate::policy::{
-    Input, Mode, Skipped, Verdict,
+    Denial, Input, Mode, Skipped, Verdict,
     config::PolicyConfig,
     workload::{Lenient, PodSpecAt, Workload},
 };
@@ -206,21 +206,7 @@ pub fn denial_message(verdict: &Verdict<'_>, kind: &str) -> Option<String> {
 /// counted in a last `…and N more` warning.
 pub fn warnings(verdict: &Verdict<'_>, message: &str) -> Vec<String> {
     let each: Vec<String> = match verdict {
-        Verdict::Denied(denial) => denial
-            .violations
-            .iter()
-            .zip(denial.clauses())
-            .map(|(violation, clause)| {
-                if clause.chars().count() <= SHORT_WARNING_CHARS {
-                    clause
-                } else {
-                    cut(
-                        denial.short_clause(violation, SHORT_IMAGE_CHARS),
-                        MAX_WARNING_CHARS,
-                    )
-                }
-            })
-            .collect(),
+        Verdict::Denied(denial) => clauses_within(denial, SHORT_WARNING_CHARS),
         _ => vec![cut(message.to_owned(), MAX_WARNING_CHARS)],
     };
     within(
@@ -230,6 +216,26 @@ pub fn warnings(verdict: &Verdict<'_>, message: &str) -> Vec<String> {
         |w| w.chars().count(),
         |n| format!("…and {n} more images the policy does not allow"),
     )
+}
+
+/// Each clause of `denial`, whole when it has at most `whole_up_to` characters, else without its
+/// field path and with the image shortened, cut to [`MAX_WARNING_CHARS`].
+fn clauses_within(denial: &Denial<'_>, whole_up_to: usize) -> Vec<String> {
+    denial
+        .violations
+        .iter()
+        .zip(denial.clauses())
+        .map(|(violation, clause)| {
+            if clause.chars().count() <= whole_up_to {
+                clause
+            } else {
+                cut(
+                    denial.short_clause(violation, SHORT_IMAGE_CHARS),
+                    MAX_WARNING_CHARS,
+                )
+            }
+        })
+        .collect()
 }
 
 /// The [`VIOLATIONS_ANNOTATION`] of a would-be denial, within [`MAX_ANNOTATION_BYTES`]: the
@@ -244,21 +250,7 @@ pub fn annotation(verdict: &Verdict<'_>, message: String) -> String {
         return cut_bytes(message, MAX_ANNOTATION_BYTES);
     };
     let heading = denial.heading();
-    let clauses = denial
-        .violations
-        .iter()
-        .zip(denial.clauses())
-        .map(|(violation, clause)| {
-            if clause.chars().count() <= MAX_WARNING_CHARS {
-                clause
-            } else {
-                cut(
-                    denial.short_clause(violation, SHORT_IMAGE_CHARS),
-                    MAX_WARNING_CHARS,
-                )
-            }
-        })
-        .collect();
+    let clauses = clauses_within(denial, MAX_WARNING_CHARS);
     let budget = MAX_ANNOTATION_BYTES - heading.len();
     let kept = within(clauses, budget, SEPARATOR.len(), str::len, |n| {
         format!("…and {n} more")
