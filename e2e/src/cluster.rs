@@ -5,6 +5,7 @@
 //! certs`, and everything is torn down when the cluster is dropped.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddrV4,
     path::{Path, PathBuf},
     process::Command,
@@ -15,14 +16,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, Namespace, ServiceAccount},
+    core::v1::{ConfigMap, Namespace, Pod, ServiceAccount},
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, LogParams, ObjectMeta, Patch, PatchParams, PostParams},
 };
 
 use crate::{
@@ -33,6 +34,9 @@ use crate::{
     paths,
 };
 use testkit::process::{Process, run, wait_for};
+
+/// What the webhook logs when it has read a changed policy file.
+pub const RELOADED: &str = "reloaded the policy file";
 
 /// The label every test namespace carries, so leftovers are easy to find.
 pub const NAMESPACE_LABEL: &str = "validator-webhook-e2e";
@@ -291,10 +295,14 @@ impl Cluster {
     }
 
     /// Replaces the policy file in its ConfigMap and has it reach the running webhook as the
-    /// kubelet does: on the local backend by projecting it into the mounted directory; on kind
-    /// by nudging the kubelet (a pod update makes it sync the pod's volumes at once rather
-    /// than at its next periodic sync). Returns without waiting for the webhook to reload.
+    /// kubelet does: on the local backend by projecting it into the mounted directory, and
+    /// returning without waiting for the one webhook process to reload; on kind by nudging the
+    /// kubelet (a pod update makes it sync the pod's volumes at once rather than at its next
+    /// periodic sync), and returning once every replica has logged the reload, since the API
+    /// server may send the next review to any of them.
     pub async fn set_policy_file(&self, text: &str) -> Result<()> {
+        let unchanged = self.policy_file().await? == text;
+        let before = self.pods_logged(WEBHOOK_NAMESPACE, &[RELOADED]).await?;
         let api = Api::<ConfigMap>::namespaced(self.client.clone(), WEBHOOK_NAMESPACE);
         let patch = serde_json::json!({ "data": { POLICY_KEY: text } });
         api.patch(
@@ -323,9 +331,58 @@ impl Cluster {
                     "--overwrite",
                     &nudge,
                 ])?;
+                if !unchanged {
+                    self.wait_for_every_pod_to_log(WEBHOOK_NAMESPACE, &[RELOADED], &before)
+                        .await?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// How many lines holding every one of `needles` each pod in `namespace` has logged.
+    pub async fn pods_logged(
+        &self,
+        namespace: &str,
+        needles: &[&str],
+    ) -> Result<BTreeMap<String, usize>> {
+        let pods = Api::<Pod>::namespaced(self.client.clone(), namespace);
+        let mut counts = BTreeMap::new();
+        for pod in pods.list(&ListParams::default()).await?.items {
+            let name = pod.metadata.name.unwrap_or_default();
+            let log = pods.logs(&name, &LogParams::default()).await?;
+            let lines = log.lines();
+            let count = lines
+                .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+                .count();
+            counts.insert(name, count);
+        }
+        Ok(counts)
+    }
+
+    /// Waits until every pod in `namespace` has logged more lines holding `needles` than it
+    /// had in `before` (a pod missing from `before` had none).
+    pub async fn wait_for_every_pod_to_log(
+        &self,
+        namespace: &str,
+        needles: &[&str],
+        before: &BTreeMap<String, usize>,
+    ) -> Result<()> {
+        wait_for(
+            &format!("every pod in {namespace} to log {needles:?}"),
+            Duration::from_secs(180),
+            || async {
+                let now = self.pods_logged(namespace, needles).await?;
+                ensure!(!now.is_empty(), "no pods in {namespace}");
+                let behind: Vec<&String> = (now.iter())
+                    .filter(|(pod, count)| **count <= before.get(*pod).copied().unwrap_or(0))
+                    .map(|(pod, _)| pod)
+                    .collect();
+                ensure!(behind.is_empty(), "not yet: {behind:?}");
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Which webhook processes serve: the same answer before and after a change means no

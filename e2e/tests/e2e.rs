@@ -7,7 +7,8 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use anyhow::{Context, Result, ensure};
 use e2e::{
     cluster::{
-        BackendKind, Cluster, Kind, WEBHOOK_DEPLOYMENT, WEBHOOK_NAMESPACE, webhook_rolled_out,
+        BackendKind, Cluster, Kind, RELOADED, WEBHOOK_DEPLOYMENT, WEBHOOK_NAMESPACE,
+        webhook_rolled_out,
     },
     helm::{self, Helm},
     install::Manifests,
@@ -1125,17 +1126,21 @@ async fn install_and_upgrade_the_chart(cluster: &Cluster, helm: &Helm, ns: &str)
         );
         Ok(())
     };
-    let upgraded = match upgraded {
-        Ok(()) => {
-            wait_for(
-                "the new prefixes in force",
-                Duration::from_secs(180),
-                in_force,
-            )
-            .await
-        }
-        Err(error) => Err(error),
-    };
+    // The API server keeps its connection to one pod, so an answer with the new prefixes says
+    // nothing of the other replica: wait until every pod has logged the reload, then for the
+    // answers.
+    let upgraded = async {
+        upgraded?;
+        let reloaded = [RELOADED, "new_"];
+        (cluster.wait_for_every_pod_to_log(HELM_RELEASE, &reloaded, &Default::default())).await?;
+        wait_for(
+            "the new prefixes in force",
+            Duration::from_secs(60),
+            in_force,
+        )
+        .await
+    }
+    .await;
     let upgrade_took = started.elapsed();
     if let Some(rest) = AT_LEAST.checked_sub(load.elapsed()) {
         tokio::time::sleep(rest).await;
