@@ -100,6 +100,13 @@ fn answer(
         .evaluate_update(Input::of(&request), request.old_object.as_ref());
     let mode = rules.mode;
     // Made once the verdict is known: recording a field later would format the span twice.
+    // An allowed or uninspected review logs at debug only, so unless debug is on it gets no
+    // span: formatting its fields was most of what logging cost a review that logs nothing.
+    let logged = matches!(verdict, Verdict::Denied(_) | Verdict::Invalid(_))
+        || tracing::enabled!(tracing::Level::DEBUG);
+    if !logged {
+        return reply(&verdict, mode, &request);
+    }
     let span = tracing::info_span!(
         "review",
         uid = %request.uid,
@@ -118,7 +125,16 @@ fn answer(
         (Verdict::NotInspected(_), _) => tracing::debug!("not inspected"),
         (Verdict::Allowed, _) => tracing::debug!("allowed"),
     }
-    let response = respond(&verdict, mode, &request).into_review();
+    reply(&verdict, mode, &request)
+}
+
+/// The reply body to `request` and the labels it is counted under.
+fn reply(
+    verdict: &Verdict<'_>,
+    mode: Mode,
+    request: &AdmissionRequest<Workload>,
+) -> Result<Reviewed, ReviewError> {
+    let response = respond(verdict, mode, request).into_review();
     let body = serde_json::to_vec(&response).map_err(|e| ReviewError::Encode(e.to_string()))?;
     Ok(Reviewed {
         body,
