@@ -10,7 +10,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::{
-    TestServer, connect_tls, fixed_store, localhost_certificate, quick_timeouts, review_request,
+    TestServer, connect_tls, fixed_store, localhost_certificate, padded_review, quick_timeouts,
+    review_request,
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
@@ -367,13 +368,6 @@ async fn a_client_gone_mid_body_is_counted_apart_from_bad_requests() {
     assert_eq!(metrics.client_disconnects.get(), 1);
     let text = metrics.encode();
     assert!(!text.contains(r#"code="400""#), "{text}");
-}
-
-/// A review of `size` bytes: a good one, padded with whitespace.
-fn padded_review(size: usize) -> Vec<u8> {
-    let mut body = std::fs::read("tests/fixtures/reviews/pod-allowed.json").unwrap();
-    body.resize(size, b' ');
-    body
 }
 
 #[tokio::test]
