@@ -348,6 +348,31 @@ async fn a_client_still_uploading_reads_the_413_and_the_linger_is_bounded() {
 }
 
 #[tokio::test]
+async fn a_client_that_sends_its_whole_body_before_reading_gets_the_413() {
+    let certificate = localhost_certificate();
+    let server = TestServer::start_with(fixed_store(&certificate), quick_timeouts(), 100, |w| {
+        w.with_body_limits(1 << 20, Duration::from_secs(5))
+    })
+    .await;
+    // As most HTTP/1.1 clients do: the whole body first, then the answer. The server answers
+    // 413 from the headers alone; the 6 MiB that follow must not meet a reset.
+    let body = vec![b' '; 6 << 20];
+    for _ in 0..5 {
+        let mut stream = connect_tls(server.addr, &certificate.cert_pem, HTTP1).await;
+        stream
+            .write_all(upload_head(body.len()).as_bytes())
+            .await
+            .unwrap();
+        let sent = timeout(Duration::from_secs(5), stream.write_all(&body)).await;
+        assert!(matches!(sent, Ok(Ok(()))), "the upload: {sent:?}");
+        let mut reply = Vec::new();
+        let _ = timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 413"), "{reply:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_client_gone_mid_body_is_counted_apart_from_bad_requests() {
     let certificate = localhost_certificate();
     let server = TestServer::start(fixed_store(&certificate), quick_timeouts()).await;
