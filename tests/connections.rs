@@ -10,7 +10,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::{
-    TestServer, connect_tls, fixed_store, localhost_certificate, quick_timeouts, review_request,
+    TestServer, connect_tls, fixed_store, localhost_certificate, padded_review, quick_timeouts,
+    review_request,
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
@@ -347,6 +348,31 @@ async fn a_client_still_uploading_reads_the_413_and_the_linger_is_bounded() {
 }
 
 #[tokio::test]
+async fn a_client_that_sends_its_whole_body_before_reading_gets_the_413() {
+    let certificate = localhost_certificate();
+    let server = TestServer::start_with(fixed_store(&certificate), quick_timeouts(), 100, |w| {
+        w.with_body_limits(1 << 20, Duration::from_secs(5))
+    })
+    .await;
+    // As most HTTP/1.1 clients do: the whole body first, then the answer. The server answers
+    // 413 from the headers alone; the 6 MiB that follow must not meet a reset.
+    let body = vec![b' '; 6 << 20];
+    for _ in 0..5 {
+        let mut stream = connect_tls(server.addr, &certificate.cert_pem, HTTP1).await;
+        stream
+            .write_all(upload_head(body.len()).as_bytes())
+            .await
+            .unwrap();
+        let sent = timeout(Duration::from_secs(5), stream.write_all(&body)).await;
+        assert!(matches!(sent, Ok(Ok(()))), "the upload: {sent:?}");
+        let mut reply = Vec::new();
+        let _ = timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 413"), "{reply:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_client_gone_mid_body_is_counted_apart_from_bad_requests() {
     let certificate = localhost_certificate();
     let server = TestServer::start(fixed_store(&certificate), quick_timeouts()).await;
@@ -367,13 +393,6 @@ async fn a_client_gone_mid_body_is_counted_apart_from_bad_requests() {
     assert_eq!(metrics.client_disconnects.get(), 1);
     let text = metrics.encode();
     assert!(!text.contains(r#"code="400""#), "{text}");
-}
-
-/// A review of `size` bytes: a good one, padded with whitespace.
-fn padded_review(size: usize) -> Vec<u8> {
-    let mut body = std::fs::read("tests/fixtures/reviews/pod-allowed.json").unwrap();
-    body.resize(size, b' ');
-    body
 }
 
 #[tokio::test]

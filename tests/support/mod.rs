@@ -147,3 +147,10 @@ pub fn review_request(fixture: &str) -> Request<Full<Bytes>> {
     let body = std::fs::read(format!("tests/fixtures/reviews/{fixture}.json")).unwrap();
     testkit::https::post_json("https://localhost/validate", body).unwrap()
 }
+
+/// A review of `size` bytes: a good one, padded with whitespace.
+pub fn padded_review(size: usize) -> Vec<u8> {
+    let mut body = std::fs::read("tests/fixtures/reviews/pod-allowed.json").unwrap();
+    body.resize(size, b' ');
+    body
+}
