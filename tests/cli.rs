@@ -188,23 +188,32 @@ fn check_reads_the_policy_file_and_the_flags_override_it() {
     assert_eq!(overridden.status.code(), Some(1), "{}", stdout(&overridden));
 }
 
-/// A running `validator-webhook serve`, stopped with SIGTERM when dropped.
+/// A running `validator-webhook serve`, its log written to a file, stopped with SIGTERM when
+/// dropped.
 struct Served {
     child: std::process::Child,
     stdout: BufReader<std::process::ChildStdout>,
+    log: std::path::PathBuf,
 }
 
 impl Served {
     fn start(args: &[&str], tmp: &std::path::Path) -> Self {
+        let log = tmp.join("serve.log");
         let mut child = Command::new(BIN)
             .args(args)
             .env("TMPDIR", tmp)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        Self { child, stdout }
+        Self { child, stdout, log }
+    }
+
+    /// The log's lines so far.
+    fn log_lines(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        log.lines().map(str::to_owned).collect()
     }
 
     fn line_containing(&mut self, needle: &str) -> String {
@@ -263,6 +272,54 @@ fn the_printed_curl_line_gets_a_denial_and_sigterm_exits_cleanly() {
     assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
     testkit::reply::ensure_policy_denial(&response).unwrap();
 
+    assert_eq!(served.terminate().code(), Some(0));
+}
+
+#[test]
+fn the_log_line_of_a_denial_shows_a_long_image_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, metrics) = (testkit::free_port().unwrap(), testkit::free_port().unwrap());
+    let listen = format!("127.0.0.1:{port}");
+    let metrics = format!("127.0.0.1:{metrics}");
+    let mut served = Served::start(
+        &[
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            &metrics,
+            "--log-format",
+            "json",
+        ],
+        tmp.path(),
+    );
+    let curl = served.line_containing("curl ");
+    // The printed line posts the example review: post it with a 2.9 MB image instead.
+    let example = (curl.split_whitespace())
+        .find_map(|word| word.strip_prefix('@'))
+        .unwrap();
+    let image = format!("registry.example.com/{}:1.0", "a".repeat(2_900_000));
+    let review = std::fs::read_to_string(example).unwrap();
+    let review = review.replacen("\"nginx:1.25\"", &format!("{image:?}"), 1);
+    let posted = tmp.path().join("long-image.json");
+    std::fs::write(&posted, review).unwrap();
+    let curl = curl.replace(example, &posted.to_string_lossy());
+    let output = Command::new("sh")
+        .args(["-c", &format!("{curl} --silent --show-error")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "curl failed: {}", stderr(&output));
+    testkit::reply::ensure_policy_denial(&testkit::reply::response(&output.stdout).unwrap())
+        .unwrap();
+
+    let lines = served.log_lines();
+    let denied = (lines.iter())
+        .find(|line| line.contains("\"denied\""))
+        .unwrap_or_else(|| panic!("no denial logged: {lines:?}"));
+    assert!(denied.len() < 2048, "{} bytes: {denied:.300}", denied.len());
+    assert!(
+        denied.contains(&format!("({} bytes, sha256:", image.len())),
+        "{denied}"
+    );
     assert_eq!(served.terminate().code(), Some(0));
 }
 
