@@ -324,6 +324,69 @@ fn the_log_line_of_a_denial_shows_a_long_image_cut() {
 }
 
 #[test]
+fn sigterm_fails_readiness_and_serves_on_for_the_shutdown_delay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, metrics) = (testkit::free_port().unwrap(), testkit::free_port().unwrap());
+    let listen = format!("127.0.0.1:{port}");
+    let metrics = format!("127.0.0.1:{metrics}");
+    let mut served = Served::start(
+        &[
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            &metrics,
+            "--shutdown-delay",
+            "3s",
+        ],
+        tmp.path(),
+    );
+    let curl = served.line_containing("curl ");
+    let ca = (curl.split_whitespace())
+        .skip_while(|word| *word != "--cacert")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let url = curl.split_whitespace().last().unwrap();
+    let base = url.strip_suffix("/validate").unwrap().to_owned();
+    let status = |path: &str| {
+        let output = Command::new("curl")
+            .args([
+                "--silent",
+                "--output",
+                "/dev/null",
+                "--write-out",
+                "%{http_code}",
+            ])
+            .args(["--cacert", &ca, &format!("{base}{path}")])
+            .output()
+            .unwrap();
+        stdout(&output)
+    };
+    assert_eq!(status("/readyz"), "200");
+
+    let signalled = Instant::now();
+    let pid = served.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // Taken off the Service's endpoints, and still answering whoever has not noticed yet.
+    assert_eq!(status("/readyz"), "503");
+    assert_eq!(status("/healthz"), "200");
+    let exit = served.child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "exited {:?} after SIGTERM, before the 3 s delay",
+        signalled.elapsed()
+    );
+}
+
+#[test]
 fn certs_refuses_a_validity_of_zero_days() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("certs");
