@@ -188,47 +188,46 @@ fn check_reads_the_policy_file_and_the_flags_override_it() {
     assert_eq!(overridden.status.code(), Some(1), "{}", stdout(&overridden));
 }
 
-/// A running `validator-webhook serve`, its log written to a file, stopped with SIGTERM when
-/// dropped.
+/// A running `validator-webhook serve` on free ports, its log written to a file, stopped with
+/// SIGTERM when dropped.
 struct Served {
     child: std::process::Child,
-    stdout: BufReader<std::process::ChildStdout>,
+    /// Held open: the server would fail writing to a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
     log: std::path::PathBuf,
+    /// The curl line it printed once listening.
+    curl: String,
 }
 
 impl Served {
+    /// Starts the server with `args` besides its listen addresses, and waits for its curl line.
     fn start(args: &[&str], tmp: &std::path::Path) -> Self {
-        let log = tmp.join("serve.log");
+        let port = testkit::free_port().unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let metrics = format!("127.0.0.1:{}", testkit::free_port().unwrap());
+        let log = tmp.join(format!("serve-{port}.log"));
         let mut child = Command::new(BIN)
+            .args(["--listen", &listen, "--metrics-listen", &metrics])
             .args(args)
             .env("TMPDIR", tmp)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Self { child, stdout, log }
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let curl = line_containing(&mut stdout, "curl ");
+        Self {
+            child,
+            _stdout: stdout,
+            log,
+            curl,
+        }
     }
 
     /// The log's lines so far.
     fn log_lines(&self) -> Vec<String> {
         let log = std::fs::read_to_string(&self.log).unwrap();
         log.lines().map(str::to_owned).collect()
-    }
-
-    fn line_containing(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut line = String::new();
-        while Instant::now() < deadline {
-            line.clear();
-            if self.stdout.read_line(&mut line).unwrap() == 0 {
-                break;
-            }
-            if line.contains(needle) {
-                return line.trim().to_owned();
-            }
-        }
-        panic!("the server never printed {needle:?}");
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
@@ -250,23 +249,37 @@ impl Drop for Served {
     }
 }
 
+/// The first line of `output` holding `needle`, within 20 s.
+fn line_containing(output: &mut impl BufRead, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if output.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if line.contains(needle) {
+            return line.trim().to_owned();
+        }
+    }
+    panic!("the server never printed {needle:?}");
+}
+
+/// Runs a printed curl line, quietly but for errors.
+fn curl(line: &str) -> Output {
+    Command::new("sh")
+        .args(["-c", &format!("{line} --silent --show-error")])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_printed_curl_line_gets_a_denial_and_sigterm_exits_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
-    let (port, metrics) = (testkit::free_port().unwrap(), testkit::free_port().unwrap());
-    let listen = format!("127.0.0.1:{port}");
-    let metrics = format!("127.0.0.1:{metrics}");
-    let mut served = Served::start(
-        &["--listen", &listen, "--metrics-listen", &metrics],
-        tmp.path(),
-    );
-    let curl = served.line_containing("curl ");
-    assert!(curl.starts_with("curl --cacert "), "{curl}");
+    let mut served = Served::start(&[], tmp.path());
+    assert!(served.curl.starts_with("curl --cacert "), "{}", served.curl);
 
-    let output = Command::new("sh")
-        .args(["-c", &format!("{curl} --silent --show-error")])
-        .output()
-        .unwrap();
+    let output = curl(&served.curl);
     assert!(output.status.success(), "curl failed: {}", stderr(&output));
     let response = testkit::reply::response(&output.stdout).unwrap();
     assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
@@ -278,23 +291,10 @@ fn the_printed_curl_line_gets_a_denial_and_sigterm_exits_cleanly() {
 #[test]
 fn the_log_line_of_a_denial_shows_a_long_image_cut() {
     let tmp = tempfile::tempdir().unwrap();
-    let (port, metrics) = (testkit::free_port().unwrap(), testkit::free_port().unwrap());
-    let listen = format!("127.0.0.1:{port}");
-    let metrics = format!("127.0.0.1:{metrics}");
-    let mut served = Served::start(
-        &[
-            "--listen",
-            &listen,
-            "--metrics-listen",
-            &metrics,
-            "--log-format",
-            "json",
-        ],
-        tmp.path(),
-    );
-    let curl = served.line_containing("curl ");
+    let mut served = Served::start(&["--log-format", "json"], tmp.path());
+    let printed = served.curl.clone();
     // The printed line posts the example review: post it with a 2.9 MB image instead.
-    let example = (curl.split_whitespace())
+    let example = (printed.split_whitespace())
         .find_map(|word| word.strip_prefix('@'))
         .unwrap();
     let image = format!("registry.example.com/{}:1.0", "a".repeat(2_900_000));
@@ -302,11 +302,7 @@ fn the_log_line_of_a_denial_shows_a_long_image_cut() {
     let review = review.replacen("\"nginx:1.25\"", &format!("{image:?}"), 1);
     let posted = tmp.path().join("long-image.json");
     std::fs::write(&posted, review).unwrap();
-    let curl = curl.replace(example, &posted.to_string_lossy());
-    let output = Command::new("sh")
-        .args(["-c", &format!("{curl} --silent --show-error")])
-        .output()
-        .unwrap();
+    let output = curl(&printed.replace(example, &posted.to_string_lossy()));
     assert!(output.status.success(), "curl failed: {}", stderr(&output));
     testkit::reply::ensure_policy_denial(&testkit::reply::response(&output.stdout).unwrap())
         .unwrap();
@@ -326,27 +322,14 @@ fn the_log_line_of_a_denial_shows_a_long_image_cut() {
 #[test]
 fn sigterm_fails_readiness_and_serves_on_for_the_shutdown_delay() {
     let tmp = tempfile::tempdir().unwrap();
-    let (port, metrics) = (testkit::free_port().unwrap(), testkit::free_port().unwrap());
-    let listen = format!("127.0.0.1:{port}");
-    let metrics = format!("127.0.0.1:{metrics}");
-    let mut served = Served::start(
-        &[
-            "--listen",
-            &listen,
-            "--metrics-listen",
-            &metrics,
-            "--shutdown-delay",
-            "3s",
-        ],
-        tmp.path(),
-    );
-    let curl = served.line_containing("curl ");
-    let ca = (curl.split_whitespace())
+    let mut served = Served::start(&["--shutdown-delay", "3s"], tmp.path());
+    let printed = served.curl.clone();
+    let ca = (printed.split_whitespace())
         .skip_while(|word| *word != "--cacert")
         .nth(1)
         .unwrap()
         .to_owned();
-    let url = curl.split_whitespace().last().unwrap();
+    let url = printed.split_whitespace().last().unwrap();
     let base = url.strip_suffix("/validate").unwrap().to_owned();
     let status = |path: &str| {
         let output = Command::new("curl")
@@ -409,26 +392,16 @@ fn certs_refuses_a_validity_of_zero_days() {
 #[test]
 fn two_servers_without_certificates_keep_their_own_certificate() {
     let tmp = tempfile::tempdir().unwrap();
-    let start = |tmp: &std::path::Path| {
-        let listen = format!("127.0.0.1:{}", testkit::free_port().unwrap());
-        let metrics = format!("127.0.0.1:{}", testkit::free_port().unwrap());
-        let mut served = Served::start(&["--listen", &listen, "--metrics-listen", &metrics], tmp);
-        let curl = served.line_containing("curl ");
-        (served, curl)
-    };
-    let (_first, first_curl) = start(tmp.path());
-    let (_second, second_curl) = start(tmp.path());
-    let cacert = |curl: &str| {
-        curl.split_whitespace()
+    let first = Served::start(&[], tmp.path());
+    let second = Served::start(&[], tmp.path());
+    let cacert = |line: &str| {
+        line.split_whitespace()
             .nth(2)
             .unwrap_or_default()
             .to_owned()
     };
-    assert_ne!(cacert(&first_curl), cacert(&second_curl));
-    let output = Command::new("sh")
-        .args(["-c", &format!("{first_curl} --silent --show-error")])
-        .output()
-        .unwrap();
+    assert_ne!(cacert(&first.curl), cacert(&second.curl));
+    let output = curl(&first.curl);
     assert!(
         output.status.success(),
         "the first curl line stopped working: {}",
