@@ -224,6 +224,30 @@ impl Served {
         }
     }
 
+    /// The word after `flag` in the printed curl line.
+    fn curl_argument(&self, flag: &str) -> String {
+        let mut words = self
+            .curl
+            .split_whitespace()
+            .skip_while(|word| *word != flag);
+        words.nth(1).unwrap().to_owned()
+    }
+
+    /// The review file the printed curl line posts.
+    fn curl_posts(&self) -> String {
+        let mut words = self.curl.split_whitespace();
+        words
+            .find_map(|word| word.strip_prefix('@'))
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The printed curl line's URL with `path` in place of its own.
+    fn url(&self, path: &str) -> String {
+        let url = self.curl.split_whitespace().last().unwrap();
+        format!("{}{path}", url.strip_suffix("/validate").unwrap())
+    }
+
     /// The log's lines so far.
     fn log_lines(&self) -> Vec<String> {
         let log = std::fs::read_to_string(&self.log).unwrap();
@@ -292,17 +316,14 @@ fn the_printed_curl_line_gets_a_denial_and_sigterm_exits_cleanly() {
 fn the_log_line_of_a_denial_shows_a_long_image_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let mut served = Served::start(&["--log-format", "json"], tmp.path());
-    let printed = served.curl.clone();
     // The printed line posts the example review: post it with a 2.9 MB image instead.
-    let example = (printed.split_whitespace())
-        .find_map(|word| word.strip_prefix('@'))
-        .unwrap();
+    let example = served.curl_posts();
     let image = format!("registry.example.com/{}:1.0", "a".repeat(2_900_000));
-    let review = std::fs::read_to_string(example).unwrap();
+    let review = std::fs::read_to_string(&example).unwrap();
     let review = review.replacen("\"nginx:1.25\"", &format!("{image:?}"), 1);
     let posted = tmp.path().join("long-image.json");
     std::fs::write(&posted, review).unwrap();
-    let output = curl(&printed.replace(example, &posted.to_string_lossy()));
+    let output = curl(&served.curl.replace(&example, &posted.to_string_lossy()));
     assert!(output.status.success(), "curl failed: {}", stderr(&output));
     testkit::reply::ensure_policy_denial(&testkit::reply::response(&output.stdout).unwrap())
         .unwrap();
@@ -323,14 +344,7 @@ fn the_log_line_of_a_denial_shows_a_long_image_cut() {
 fn sigterm_fails_readiness_and_serves_on_for_the_shutdown_delay() {
     let tmp = tempfile::tempdir().unwrap();
     let mut served = Served::start(&["--shutdown-delay", "3s"], tmp.path());
-    let printed = served.curl.clone();
-    let ca = (printed.split_whitespace())
-        .skip_while(|word| *word != "--cacert")
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    let url = printed.split_whitespace().last().unwrap();
-    let base = url.strip_suffix("/validate").unwrap().to_owned();
+    let ca = served.curl_argument("--cacert");
     let status = |path: &str| {
         let output = Command::new("curl")
             .args([
@@ -340,7 +354,7 @@ fn sigterm_fails_readiness_and_serves_on_for_the_shutdown_delay() {
                 "--write-out",
                 "%{http_code}",
             ])
-            .args(["--cacert", &ca, &format!("{base}{path}")])
+            .args(["--cacert", &ca, &served.url(path)])
             .output()
             .unwrap();
         stdout(&output)
@@ -394,13 +408,10 @@ fn two_servers_without_certificates_keep_their_own_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let first = Served::start(&[], tmp.path());
     let second = Served::start(&[], tmp.path());
-    let cacert = |line: &str| {
-        line.split_whitespace()
-            .nth(2)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert_ne!(cacert(&first.curl), cacert(&second.curl));
+    assert_ne!(
+        first.curl_argument("--cacert"),
+        second.curl_argument("--cacert")
+    );
     let output = curl(&first.curl);
     assert!(
         output.status.success(),
