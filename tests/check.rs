@@ -2,47 +2,22 @@
 //! real sizes, format by parsing, non-manifests skipped, exit codes 0-3 and machine output.
 //! Inputs are files in `tests/fixtures/check/`; outputs are pinned in `snapshots/check__*.snap`.
 
-use std::{
-    io::Write,
-    process::{Command, Output, Stdio},
-};
+mod binary;
 
+use std::process::Output;
+
+use binary::{run_in, run_with_stdin, stderr, stdout};
 use rstest::rstest;
 
-const BIN: &str = env!("CARGO_BIN_EXE_validator-webhook");
 const FIXTURES: &str = "tests/fixtures/check";
 
 fn check(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("check")
-        .args(args)
-        .current_dir(FIXTURES)
-        .env_clear()
-        .output()
-        .unwrap()
+    run_in(FIXTURES, &[&["check"], args].concat())
 }
 
+/// `check <args> -`, reading `input` from stdin.
 fn check_stdin(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("check")
-        .args(args)
-        .arg("-")
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    output
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    run_with_stdin(FIXTURES, &[&["check"], args, &["-"]].concat(), input)
 }
 
 fn snapshot(name: &str, output: &Output) {
@@ -50,7 +25,7 @@ fn snapshot(name: &str, output: &Output) {
         snapshot_path => "../snapshots",
         prepend_module_to_snapshot => false,
     }, {
-        insta::assert_snapshot!(format!("check__{name}"), text(&output.stdout));
+        insta::assert_snapshot!(format!("check__{name}"), stdout(output));
     });
 }
 
@@ -113,8 +88,8 @@ fn check_reports_every_document(#[case] args: &[&str], #[case] status: i32) {
         output.status.code(),
         Some(status),
         "{}{}",
-        text(&output.stdout),
-        text(&output.stderr)
+        stdout(&output),
+        stderr(&output)
     );
     let thread = std::thread::current();
     let test = thread.name().and_then(|name| name.rsplit("::").next());
@@ -186,8 +161,8 @@ fn a_long_stream_and_a_30000_pod_list_are_read_whole() {
         ));
     }
     let output = check_stdin(&[], stream.as_bytes());
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stdout = stdout(&output);
     let denied: Vec<_> = stdout
         .lines()
         .filter(|l| l.contains(": denied: "))
@@ -217,7 +192,7 @@ fn a_document_over_the_size_guard_is_named_and_the_next_one_still_read() {
     stream.push_str("---\napiVersion: v1\nkind: Pod\nmetadata: {name: after}\nspec: {containers: [{name: a, image: nginx}]}\n");
     let output = check_stdin(&[], stream.as_bytes());
     assert_eq!(output.status.code(), Some(2));
-    let stdout = text(&output.stdout);
+    let stdout = stdout(&output);
     assert!(
         stdout.starts_with("-:1: document 1: invalid: the document is larger than 128 MiB, the limit for one document\n"),
         "{stdout}"
@@ -232,6 +207,6 @@ fn a_document_over_the_size_guard_is_named_and_the_next_one_still_read() {
 #[case::bad_prefix(&["--allowed-prefix", "Team_", "flow.yaml"])]
 fn a_usage_or_configuration_error_exits_3(#[case] args: &[&str]) {
     let output = check(args);
-    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(output.stdout.is_empty());
 }

@@ -1,25 +1,15 @@
 //! The binary as users run it: `check` exit codes, startup mistakes in one sentence, the
 //! printed curl line working as pasted, and a clean exit on SIGTERM.
 
+mod binary;
+
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_validator-webhook");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_clear().output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use binary::{BIN, run, run_with_stdin, stderr, stdout};
 
 #[test]
 fn check_passes_a_good_manifest() {
@@ -47,15 +37,8 @@ fn check_denies_with_the_webhook_message() {
 
 #[test]
 fn check_reads_admission_reviews_from_stdin() {
-    let mut child = Command::new(BIN)
-        .args(["check", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
     let review = std::fs::read("examples/review-bad-deployment.json").unwrap();
-    child.stdin.take().unwrap().write_all(&review).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = run_with_stdin(".", &["check", "-"], &review);
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout(&output).starts_with("-:1: Deployment shop/web: denied: Invalid image name"));
 }
@@ -123,13 +106,9 @@ fn an_unreadable_certificate_is_named() {
 
 #[test]
 fn a_bad_policy_file_stops_the_start_in_one_sentence_naming_flag_key_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.yaml");
-    std::fs::write(
-        &path,
+    let (_dir, path) = policy_file(
         "apiVersion: validator-webhook/v1\nkind: Policy\nmode: enforce\nallowedPrefixes:\n- ok_\n- Team_\n",
-    )
-    .unwrap();
+    );
     let output = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_clear()
@@ -148,6 +127,14 @@ fn a_bad_policy_file_stops_the_start_in_one_sentence_naming_flag_key_and_line() 
     assert_eq!(error.lines().count(), 1, "{error}");
 }
 
+/// `text` as `policy.yaml` in a new directory, removed when the first value is dropped.
+fn policy_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
 #[test]
 fn an_unknown_mode_flag_is_refused() {
     let output = run(&["--mode", "deny"]);
@@ -162,13 +149,9 @@ fn an_unknown_mode_flag_is_refused() {
 
 #[test]
 fn check_reads_the_policy_file_and_the_flags_override_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.yaml");
-    std::fs::write(
-        &path,
+    let (_dir, path) = policy_file(
         "apiVersion: validator-webhook/v1\nkind: Policy\nallowedPrefixes: [msalinasc_, nginx]\n",
-    )
-    .unwrap();
+    );
     let file = path.to_str().unwrap();
     let with_file = run(&[
         "check",
