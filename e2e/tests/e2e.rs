@@ -186,20 +186,57 @@ fn kubectl_denied(cluster: &Cluster, args: &[&str]) -> Result<String> {
     Ok(output.stderr)
 }
 
-/// Creating `file` through the API must fail with 403 Forbidden carrying the webhook's message.
-async fn client_denied<K>(
-    cluster: &Cluster,
-    namespace: &str,
-    file: &str,
-    params: &PostParams,
-) -> Result<()>
-where
+/// A namespaced kind a manifest in `e2e/manifests/` can be read as and created through the API.
+trait Manifest:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+{
+}
+
+impl<K> Manifest for K where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + DeserializeOwned
         + Serialize
-        + std::fmt::Debug,
+        + std::fmt::Debug
 {
+}
+
+/// Creating `file` in a new namespace named after `case` is denied by the webhook twice: by
+/// `kubectl create`, whose stderr is pinned as snapshot `e2e__<name>` and returned, and through
+/// the client library. Nothing of the kind is left in the namespace.
+async fn create_denied<K: Manifest>(
+    cluster: &Cluster,
+    case: &str,
+    file: &str,
+    name: &str,
+) -> Result<String> {
+    let ns = cluster.namespace(case).await?;
+    let stderr = kubectl_denied(cluster, &["create", "-n", &ns, "-f", file])?;
+    snapshot(name, &stderr);
+    client_denied::<K>(cluster, &ns, file, &PostParams::default()).await?;
+    let left = Api::<K>::namespaced(cluster.client.clone(), &ns)
+        .list(&Default::default())
+        .await?;
+    ensure!(
+        left.items.is_empty(),
+        "something was created: {:?}",
+        left.items
+    );
+    cluster.delete_namespace(&ns).await;
+    Ok(stderr)
+}
+
+/// Creating `file` through the API must fail with 403 Forbidden carrying the webhook's message.
+async fn client_denied<K: Manifest>(
+    cluster: &Cluster,
+    namespace: &str,
+    file: &str,
+    params: &PostParams,
+) -> Result<()> {
     let object: K = manifest(file)?;
     let api = Api::<K>::namespaced(cluster.client.clone(), namespace);
     match api.create(params, &object).await {
@@ -406,21 +443,13 @@ async fn admits_deployment_with_prefixed_images(cluster: Arc<Cluster>) -> Result
 }
 
 async fn rejects_deployment_with_unprefixed_images(cluster: Arc<Cluster>) -> Result<()> {
-    let ns = cluster.namespace("rejects-deployment").await?;
-    let stderr = kubectl_denied(
+    create_denied::<Deployment>(
         &cluster,
-        &["create", "-n", &ns, "-f", "bad-deployment.yaml"],
-    )?;
-    snapshot("kubectl_create_bad_deployment", &stderr);
-    client_denied::<Deployment>(&cluster, &ns, "bad-deployment.yaml", &PostParams::default())
-        .await?;
-    let listed = cluster.kubectl.run(&["get", "deployments", "-n", &ns])?;
-    ensure!(
-        listed.stderr.contains("No resources found"),
-        "something was created: {}",
-        listed.stdout
-    );
-    cluster.delete_namespace(&ns).await;
+        "rejects-deployment",
+        "bad-deployment.yaml",
+        "kubectl_create_bad_deployment",
+    )
+    .await?;
     Ok(())
 }
 
@@ -488,60 +517,50 @@ async fn rejects_update_to_unprefixed_image(cluster: Arc<Cluster>) -> Result<()>
 }
 
 async fn rejects_pod_with_unprefixed_init_container(cluster: Arc<Cluster>) -> Result<()> {
-    let ns = cluster.namespace("rejects-init-container").await?;
-    let stderr = kubectl_denied(&cluster, &["create", "-n", &ns, "-f", "bad-init-pod.yaml"])?;
-    snapshot("kubectl_create_pod_with_bad_init_container", &stderr);
-    client_denied::<Pod>(&cluster, &ns, "bad-init-pod.yaml", &PostParams::default()).await?;
-    cluster.delete_namespace(&ns).await;
+    create_denied::<Pod>(
+        &cluster,
+        "rejects-init-container",
+        "bad-init-pod.yaml",
+        "kubectl_create_pod_with_bad_init_container",
+    )
+    .await?;
     Ok(())
 }
 
 async fn rejects_pod_with_unprefixed_image_volume(cluster: Arc<Cluster>) -> Result<()> {
-    let ns = cluster.namespace("rejects-image-volume").await?;
-    let stderr = kubectl_denied(
+    let stderr = create_denied::<Pod>(
         &cluster,
-        &["create", "-n", &ns, "-f", "bad-image-volume-pod.yaml"],
-    )?;
+        "rejects-image-volume",
+        "bad-image-volume-pod.yaml",
+        "kubectl_create_pod_with_bad_image_volume",
+    )
+    .await?;
     ensure!(
         stderr.contains(r#"spec.volumes[0] "tools": image "docker.io/attacker/cryptominer:latest" has name "cryptominer""#),
         "the denial does not name the image volume: {stderr}"
     );
-    snapshot("kubectl_create_pod_with_bad_image_volume", &stderr);
-    client_denied::<Pod>(
-        &cluster,
-        &ns,
-        "bad-image-volume-pod.yaml",
-        &PostParams::default(),
-    )
-    .await?;
-    cluster.delete_namespace(&ns).await;
     Ok(())
 }
 
 async fn rejects_podtemplate_with_unprefixed_image(cluster: Arc<Cluster>) -> Result<()> {
-    let ns = cluster.namespace("rejects-podtemplate").await?;
-    let stderr = kubectl_denied(
+    create_denied::<PodTemplate>(
         &cluster,
-        &["create", "-n", &ns, "-f", "bad-podtemplate.yaml"],
-    )?;
-    snapshot("kubectl_create_bad_podtemplate", &stderr);
-    client_denied::<PodTemplate>(
-        &cluster,
-        &ns,
+        "rejects-podtemplate",
         "bad-podtemplate.yaml",
-        &PostParams::default(),
+        "kubectl_create_bad_podtemplate",
     )
     .await?;
-    cluster.delete_namespace(&ns).await;
     Ok(())
 }
 
 async fn rejects_cronjob_with_unprefixed_image(cluster: Arc<Cluster>) -> Result<()> {
-    let ns = cluster.namespace("rejects-cronjob").await?;
-    let stderr = kubectl_denied(&cluster, &["create", "-n", &ns, "-f", "bad-cronjob.yaml"])?;
-    snapshot("kubectl_create_bad_cronjob", &stderr);
-    client_denied::<CronJob>(&cluster, &ns, "bad-cronjob.yaml", &PostParams::default()).await?;
-    cluster.delete_namespace(&ns).await;
+    create_denied::<CronJob>(
+        &cluster,
+        "rejects-cronjob",
+        "bad-cronjob.yaml",
+        "kubectl_create_bad_cronjob",
+    )
+    .await?;
     Ok(())
 }
 
