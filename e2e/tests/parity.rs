@@ -597,6 +597,9 @@ fn digest() -> BoxedStrategy<String> {
         1 => hex(96).prop_map(|h| format!("@sha384:{h}")),
         1 => hex(32).prop_map(|h| format!("@md5:{h}")),
         1 => hex(31).prop_map(|h| format!("@md5:{h}")),
+        // Upper case after the algorithm's first character: distribution's form only.
+        1 => hex(31).prop_map(|h| format!("@mA5:{h}")),
+        1 => hex(32).prop_map(|h| format!("@mA5:{h}")),
         1 => hex(64).prop_map(|h| format!("@SHA256:{h}")),
         1 => hex(64).prop_map(|h| format!("@sha256+b64u:{h}")),
         1 => Just("@sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564".to_owned()),

@@ -20,11 +20,41 @@ pub fn name_of(reference: &str) -> Result<&str, InvalidReference> {
     if parsed.tag().is_some_and(|tag| tag.len() > MAX_TAG_LEN) {
         return Err(InvalidReference::new(reference, Kind::TagTooLong));
     }
+    if let Some(digest) = parsed.digest() {
+        distribution_digest(digest.to_str())
+            .map_err(|kind| InvalidReference::new(reference, kind))?;
+    }
     let path = parsed.path().to_str();
     let name_length = path.rsplit('/').next().unwrap_or(path).len();
     // The same bytes, borrowed from `reference` rather than from the parser.
     let end = path_end(reference, &parsed);
     Ok(&reference[end - name_length..end])
+}
+
+/// A digest algorithm with upper case is distribution's form alone, which wants every component
+/// to start with a letter and at least 32 hex digits after it: `mA5:` and 31 digits is no digest
+/// in either grammar. The parser lets such a digest through when the upper case is not the
+/// algorithm's first character, as if it were OCI's form (lower case only).
+fn distribution_digest(digest: &str) -> Result<(), Kind> {
+    let Some((algorithm, encoded)) = digest.split_once(':') else {
+        return Ok(());
+    };
+    if !algorithm.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Ok(());
+    }
+    if algorithm
+        .split(['+', '.', '_', '-'])
+        .any(|component| !component.starts_with(|c: char| c.is_ascii_alphabetic()))
+    {
+        return Err(Kind::AlgorithmInvalidNumericPrefix);
+    }
+    if encoded.len() < 32 {
+        return Err(Kind::EncodingTooShort);
+    }
+    if !encoded.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Kind::EncodedInvalidChar);
+    }
+    Ok(())
 }
 
 /// Where the repository path ends in `reference`: before any tag or digest.
@@ -117,6 +147,10 @@ mod tests {
     #[case::ipv6_registry("[::1]:5000/msalinasc_app:1", "msalinasc_app")]
     #[case::separators("registry.example.com/a__b/msalinasc_c---d:tag", "msalinasc_c---d")]
     #[case::tag_of_128_characters(&format!("a/app:{}", "t".repeat(128)), "app")]
+    #[case::distribution_digest_algorithm(
+        "msalinasc_app@mA5:0123456789ABCDEF0123456789abcdef",
+        "msalinasc_app"
+    )]
     fn takes_the_last_repository_component(#[case] reference: &str, #[case] name: &str) {
         assert_eq!(name_of(reference).unwrap(), name);
     }
@@ -134,6 +168,19 @@ mod tests {
     )]
     #[case::upper_case_digest(
         "nginx@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+        "the digest is not lower-case hex"
+    )]
+    // Found by the parity suite: the parser took it as OCI's form, which has no upper case.
+    #[case::upper_case_algorithm_with_31_digits(
+        "msalinasc_app@mA5:25695ff086a00ab62e52ea97954640e",
+        "the digest is shorter than 32 hex digits"
+    )]
+    #[case::upper_case_algorithm_with_a_digit_component(
+        "msalinasc_app@mA5+1x:0123456789abcdef0123456789abcdef",
+        "the digest algorithm is not valid"
+    )]
+    #[case::upper_case_algorithm_with_base64(
+        "msalinasc_app@mA5:0123456789abcdef0123456789abcdef-_=",
         "the digest is not lower-case hex"
     )]
     #[case::empty_tag("nginx:", "the tag is empty")]
