@@ -7,7 +7,7 @@
 //! and `app:5000` are never confused. It allocates nothing and uses no regex: a review's images
 //! are read in well under a microsecond each.
 
-use container_image_dist_ref::{ImgRef, err::Kind};
+use container_image_dist_ref::{ImgRef, digest::Digest, err::Kind};
 
 /// `tag := [\w][\w.-]{0,127}` in the reference grammar.
 const MAX_TAG_LEN: usize = 128;
@@ -21,8 +21,7 @@ pub fn name_of(reference: &str) -> Result<&str, InvalidReference> {
         return Err(InvalidReference::new(reference, Kind::TagTooLong));
     }
     if let Some(digest) = parsed.digest() {
-        distribution_digest(digest.to_str())
-            .map_err(|kind| InvalidReference::new(reference, kind))?;
+        distribution_digest(&digest).map_err(|kind| InvalidReference::new(reference, kind))?;
     }
     let path = parsed.path().to_str();
     let name_length = path.rsplit('/').next().unwrap_or(path).len();
@@ -35,19 +34,18 @@ pub fn name_of(reference: &str) -> Result<&str, InvalidReference> {
 /// to start with a letter and at least 32 hex digits after it: `mA5:` and 31 digits is no digest
 /// in either grammar. The parser lets such a digest through when the upper case is not the
 /// algorithm's first character, as if it were OCI's form (lower case only).
-fn distribution_digest(digest: &str) -> Result<(), Kind> {
-    let Some((algorithm, encoded)) = digest.split_once(':') else {
-        return Ok(());
-    };
-    if !algorithm.bytes().any(|b| b.is_ascii_uppercase()) {
+fn distribution_digest(digest: &Digest<'_>) -> Result<(), Kind> {
+    let algorithm = digest.algorithm();
+    if !algorithm.to_str().bytes().any(|b| b.is_ascii_uppercase()) {
         return Ok(());
     }
     if algorithm
-        .split(['+', '.', '_', '-'])
+        .parts()
         .any(|component| !component.starts_with(|c: char| c.is_ascii_alphabetic()))
     {
         return Err(Kind::AlgorithmInvalidNumericPrefix);
     }
+    let encoded = digest.encoded().to_str();
     if encoded.len() < 32 {
         return Err(Kind::EncodingTooShort);
     }
