@@ -9,7 +9,7 @@
 #               e2e/control-plane/build.sh, so they are built once for both backends)
 #   etcd        e2e/control-plane/etcd/go.mod
 #   containerd  e2e/kind/containerd/go.mod, crictl e2e/kind/crictl/go.mod,
-#   CoreDNS     e2e/kind/coredns/go.mod
+#   CoreDNS     e2e/kind/coredns/go.mod (main.go there links only the plugins coredns.yaml uses)
 # plus a Debian root file system from debootstrap (runc, CNI plugins, systemd, iptables) on the
 # apt mirror this machine is configured with, and pause compiled from the kubernetes module.
 #
@@ -67,7 +67,7 @@ cache_dir="${VALIDATOR_WEBHOOK_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/vali
 kind_bin="${cache_dir}/bin/kind-${kind_version}"
 # The key names everything that decides the image's content; bump recipe_revision whenever this
 # script changes what goes into the image, so every cache built by an older recipe is rebuilt.
-recipe_revision=2
+recipe_revision=3
 key="k8s-${k8s_version}-kind-${kind_version}-containerd-${containerd_version}-crictl-${crictl_version}-coredns-${coredns_version}-etcd-${etcd_version}-r${recipe_revision}"
 cache_tarball="${cache_dir}/node-${key}.tar.zst"
 key_label=io.github.msalinasc.validator-webhook.kind-node-key
@@ -99,9 +99,10 @@ ensure_kind() {
     [[ -x "${kind_bin}" ]] && "${kind_bin}" version 2>/dev/null | grep -q "kind ${kind_version} " && return
     command -v go >/dev/null || die "go is not installed, so kind ${kind_version} cannot be built."
     mkdir -p "${cache_dir}/bin"
+    # A name of its own, since `--kind` takes no lock and may run while a build makes kind too.
     timed "building kind ${kind_version}" \
-        go -C "${script_dir}" build "${go_flags[@]}" -ldflags "-s -w" -o "${kind_bin}.tmp" sigs.k8s.io/kind
-    mv -f "${kind_bin}.tmp" "${kind_bin}"
+        go -C "${script_dir}" build "${go_flags[@]}" -ldflags "-s -w" -o "${kind_bin}.tmp.$$" sigs.k8s.io/kind
+    mv -f "${kind_bin}.tmp.$$" "${kind_bin}"
 }
 
 if [[ "${mode}" == kind ]]; then
@@ -229,7 +230,7 @@ timed "building crictl ${crictl_version}" \
     go -C "${script_dir}/crictl" build "${go_flags[@]}" \
     -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=${crictl_version}" -o "${bin}/crictl" sigs.k8s.io/cri-tools/cmd/crictl
 timed "building coredns ${coredns_version}" \
-    go -C "${script_dir}/coredns" build "${go_flags[@]}" -ldflags "-s -w" -o "${bin}/coredns" github.com/coredns/coredns
+    go -C "${script_dir}/coredns" build "${go_flags[@]}" -ldflags "-s -w" -o "${bin}/coredns" .
 ensure_kind
 
 # --- Kubernetes ----------------------------------------------------------------------------------

@@ -46,3 +46,46 @@ fn the_image_runs_as_the_user_the_deployment_expects() {
         "the Deployment runs as {user}:{group}"
     );
 }
+
+/// The directives of the cluster's Corefile, in the order they are written.
+fn corefile_directives() -> Vec<String> {
+    let manifest = read("e2e/kind/coredns.yaml");
+    let corefile = manifest
+        .split_once("Corefile: |\n")
+        .expect("coredns.yaml carries a Corefile")
+        .1;
+    corefile
+        .lines()
+        .take_while(|line| !line.starts_with("---"))
+        // The server block's own lines: indented once more than `.:53 {`.
+        .filter(|line| line.starts_with("        ") && !line.starts_with("         "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|word| *word != "}")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_coredns_build_links_every_directive_of_the_corefile() {
+    let main = read("e2e/kind/coredns/main.go");
+    let linked: Vec<&str> = main
+        .split_once("dnsserver.Directives = []string{")
+        .expect("main.go sets dnsserver.Directives")
+        .1
+        .split_once('}')
+        .expect("the list ends")
+        .0
+        .split(',')
+        .map(|item| item.trim().trim_matches('"'))
+        .filter(|item| !item.is_empty())
+        .collect();
+    let mut used = corefile_directives();
+    assert!(used.len() >= 5, "directives read from the Corefile: {used:?}");
+    used.sort();
+    let mut linked_sorted = linked.clone();
+    linked_sorted.sort_unstable();
+    assert_eq!(
+        used, linked_sorted,
+        "e2e/kind/coredns/main.go links exactly the Corefile's directives"
+    );
+}
