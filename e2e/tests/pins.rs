@@ -80,7 +80,10 @@ fn the_coredns_build_links_every_directive_of_the_corefile() {
         .filter(|item| !item.is_empty())
         .collect();
     let mut used = corefile_directives();
-    assert!(used.len() >= 5, "directives read from the Corefile: {used:?}");
+    assert!(
+        used.len() >= 5,
+        "directives read from the Corefile: {used:?}"
+    );
     used.sort();
     let mut linked_sorted = linked.clone();
     linked_sorted.sort_unstable();
