@@ -1,6 +1,7 @@
 //! What one review costs, without sockets: `cargo bench --bench review` prints the time to turn
 //! an AdmissionReview body into the reply body (decode, policy, encode) for each payload in
-//! `bench/payloads/` and `tests/fixtures/reviews/`.
+//! `bench/payloads/` and `tests/fixtures/reviews/`, as compact JSON, which is what the API server
+//! sends.
 
 use std::{
     hint::black_box,
@@ -37,34 +38,29 @@ fn main() {
     let policy: PolicyConfig = Policy::default().into();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let payloads = [
-        "pod-allowed",
-        "pod-denied",
-        "deployment-allowed",
-        "deployment-denied",
-    ]
-    .into_iter()
-    .map(|name| {
-        (
-            name.to_owned(),
-            root.join("bench/payloads").join(format!("{name}.json")),
-        )
-    })
-    .chain(
-        [
-            "deployment-as-kubectl-sends-it",
-            "deployment-update-to-bad-image",
-            "cronjob-two-offenders",
-        ]
+    let payloads = ["pod-allowed", "deployment-allowed"]
         .into_iter()
         .map(|name| {
             (
                 name.to_owned(),
-                root.join("tests/fixtures/reviews")
-                    .join(format!("{name}.json")),
+                root.join("bench/payloads").join(format!("{name}.json")),
             )
-        }),
-    );
+        })
+        .chain(
+            [
+                "deployment-as-kubectl-sends-it",
+                "deployment-update-to-bad-image",
+                "cronjob-two-offenders",
+            ]
+            .into_iter()
+            .map(|name| {
+                (
+                    name.to_owned(),
+                    root.join("tests/fixtures/reviews")
+                        .join(format!("{name}.json")),
+                )
+            }),
+        );
     println!(
         "{:<34} {:>9} {:>12} {:>10}",
         "payload", "bytes", "µs/review", "MB/s"
@@ -77,6 +73,9 @@ fn main() {
             println!("{name:<34} (missing {})", path.display());
             continue;
         };
+        // The API server sends compact JSON; the files are indented for reading.
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON payload");
+        let body = serde_json::to_vec(&body).expect("JSON");
         let took = measure(&policy, &body);
         let mbps = body.len() as f64 / took.as_secs_f64() / 1e6;
         println!(
